@@ -1,0 +1,110 @@
+"""The network configuration on stdin: decoded, checked against
+schemas/netconf.schema.json, then turned into a typed NetConf."""
+
+import json
+from dataclasses import dataclass
+
+from . import results, schemas
+from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
+
+# A config without cniVersion predates the field: the spec reads it as 0.1.0.
+DEFAULT_VERSION = "0.1.0"
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class NetConf:
+    cni_version: str
+    name: str
+    type: str
+    master: str            # "" means: from prevResult, else the default-route interface
+    mode: str
+    flag: str              # "" means the kernel's default (bridge)
+    mtu: int               # 0 means the kernel's choice
+    link_in_container: bool
+    ipam_type: str         # "" means no IPAM: addresses come from prevResult
+    dns: dict | None
+    prev_result: dict | None   # already converted to the internal shape
+    debug: bool
+    log_file: str
+    timeout: float
+    stdin: bytes           # passed unchanged to the IPAM plugin
+
+    @property
+    def master_from_ipam(self) -> bool:
+        return self.master == "ipam"
+
+
+def decode(stdin: bytes):
+    """stdin as JSON (code 6 when it is not), with no other check."""
+    try:
+        return json.loads(stdin)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CniError(DECODING_FAILURE, f"failed to decode the network configuration on stdin: {e}")
+
+
+def version_of(data) -> str:
+    """The cniVersion a response must carry, even for a config we then reject."""
+    if isinstance(data, dict) and isinstance(data.get("cniVersion"), str) and data["cniVersion"]:
+        return data["cniVersion"]
+    return DEFAULT_VERSION
+
+
+def load(stdin: bytes, command: str) -> NetConf:
+    data = decode(stdin)
+    if not isinstance(data, dict):
+        raise CniError(DECODING_FAILURE, "the network configuration must be a JSON object, "
+                       f"not {type(data).__name__}")
+    found = schemas.problems("netconf", data)
+    if found:
+        raise CniError(INVALID_CONFIG, "invalid network configuration: " + "; ".join(found))
+    version = data.get("cniVersion") or DEFAULT_VERSION
+    _check_version(version, command)
+
+    ipam = data.get("ipam") or {}
+    ipam_type = ipam.get("type", "")
+    if ipam_type == "dhcp":
+        raise CniError(INVALID_CONFIG, "ipam type \"dhcp\" cannot work with ipvlan: every ipvlan link "
+                       "shares the master's MAC address, and the dhcp plugin sends no client ID, "
+                       "so the DHCP server cannot tell the containers apart")
+    master = data.get("master", "")
+    if master == "ipam" and not ipam_type:
+        raise CniError(INVALID_CONFIG, "\"master\": \"ipam\" needs an ipam section with a type")
+
+    prev = data.get("prevResult")
+    # 0.1.0 and 0.2.0 have no chaining: a prevResult there means nothing.
+    if prev is not None and results.version_tuple(version) >= (0, 3, 0):
+        prev = results.parse(prev, version, "prevResult")
+    else:
+        prev = None
+
+    return NetConf(
+        cni_version=version,
+        name=data.get("name", ""),
+        type=data["type"],
+        master=master,
+        mode=data.get("mode") or "l2",
+        flag=data.get("flag", ""),
+        mtu=data.get("mtu", 0),
+        link_in_container=data.get("linkInContainer", False),
+        ipam_type=ipam_type,
+        dns=data.get("dns") or None,
+        prev_result=prev,
+        debug=data.get("debug", False),
+        log_file=data.get("logFile", ""),
+        timeout=float(data.get("timeout", DEFAULT_TIMEOUT)),
+        stdin=stdin,
+    )
+
+
+_FIRST = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
+
+
+def _check_version(version: str, command: str) -> None:
+    if version not in results.SUPPORTED_VERSIONS:
+        raise CniError(INCOMPATIBLE_VERSION, f"CNI version {version} is not supported; "
+                       f"supported: {', '.join(results.SUPPORTED_VERSIONS)}")
+    first = _FIRST.get(command)
+    if first and results.version_tuple(version) < results.version_tuple(first):
+        raise CniError(INCOMPATIBLE_VERSION,
+                       f"config version {version} does not allow {command} (it needs {first} or later)")

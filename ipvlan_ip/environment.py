@@ -1,0 +1,94 @@
+"""The CNI_* environment variables: read, validated, typed (spec section 2)."""
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from .errors import CniError, INVALID_ENVIRONMENT
+
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+
+# Which variables each command cannot do without. DEL may come without a
+# netns: the runtime may have lost it, and DEL must still release the IP.
+_REQUIRED = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "VERSION": (),
+    "STATUS": (),
+    "GC": (),
+}
+
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+IFNAMSIZ = 16  # the kernel's limit, counting the terminating NUL
+
+
+@dataclass(frozen=True)
+class CniEnv:
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: dict[str, str] = field(default_factory=dict)
+    path: tuple[str, ...] = ()
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+def interface_name_problem(name: str) -> str | None:
+    """Why the kernel would refuse `name` as an interface name, or None."""
+    if not name:
+        return "is empty"
+    if len(name.encode()) >= IFNAMSIZ:
+        return f"is longer than {IFNAMSIZ - 1} bytes"
+    if name in (".", ".."):
+        return "cannot be . or .."
+    if any(c in "/:" or c.isspace() for c in name):
+        return "contains / or : or whitespace"
+    return None
+
+
+def parse_cni_args(text: str) -> dict[str, str]:
+    """`K=V;K=V` into a dict. Unknown keys are kept: Multus always sends
+    `IgnoreUnknown=true;K8S_POD_NAME=…` and a plugin must not choke on them."""
+    pairs = {}
+    for item in text.split(";"):
+        key, sep, value = item.partition("=")
+        if sep and key:
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def read_environment(environ=None) -> CniEnv:
+    environ = os.environ if environ is None else environ
+    command = environ.get("CNI_COMMAND", "")
+    if command not in COMMANDS:
+        raise CniError(INVALID_ENVIRONMENT,
+                       f"CNI_COMMAND {command!r} is not one of {', '.join(COMMANDS)}")
+    missing = [v for v in _REQUIRED[command] if not environ.get(v)]
+    if missing:
+        raise CniError(INVALID_ENVIRONMENT,
+                       f"{command} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} missing or empty")
+    env = CniEnv(
+        command=command,
+        container_id=environ.get("CNI_CONTAINERID", ""),
+        netns=environ.get("CNI_NETNS", ""),
+        ifname=environ.get("CNI_IFNAME", ""),
+        args=parse_cni_args(environ.get("CNI_ARGS", "")),
+        path=tuple(p for p in environ.get("CNI_PATH", "").split(":") if p),
+        raw={k: v for k, v in environ.items() if k.startswith("CNI_")},
+    )
+    if _REQUIRED[command]:
+        _validate_attachment(env)
+    return env
+
+
+def _validate_attachment(env: CniEnv) -> None:
+    if not _CONTAINER_ID.fullmatch(env.container_id):
+        raise CniError(INVALID_ENVIRONMENT,
+                       f"CNI_CONTAINERID {env.container_id!r} must start with a letter or digit "
+                       "and hold only letters, digits, '_', '.' and '-'")
+    problem = interface_name_problem(env.ifname)
+    if problem:
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {env.ifname!r} {problem}")
+    if env.netns and not env.netns.startswith("/"):
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {env.netns!r} is not an absolute path")

@@ -1,0 +1,93 @@
+"""The CNI entry point: environment and stdin in, one JSON document out.
+
+Success prints the result (ADD) or nothing (DEL, CHECK, STATUS, GC) and
+exits 0. Any failure prints a CNI error object on stdout, one line on stderr,
+and exits 1; a bug becomes error 199 rather than a traceback.
+"""
+
+import json
+import os
+import sys
+
+from .errors import CniError, INTERNAL
+
+LATEST = "1.1.0"
+
+
+def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
+    environ = os.environ if environ is None else environ
+    stdout = stdout or sys.stdout
+    stdin = sys.stdin.buffer.read() if stdin is None else stdin
+    data = _peek(stdin)
+    answer_version = _answer_version(data)
+    echo = None
+    try:
+        from .environment import read_environment
+        env = read_environment(environ)
+        if env.command == "VERSION":
+            # Podman asks every plugin for VERSION on every command: keep it cheap.
+            from .operations import version
+            return _print(version(answer_version), stdout)
+        echo = _echo(env, data, environ)
+        echo(f"# request: {json.dumps({k: v for k, v in environ.items() if k.startswith('CNI_')})}")
+        echo(f"# stdin: {stdin.decode(errors='replace')}")
+        result = _dispatch(env, stdin, echo, environ)
+        if result is not None:
+            echo(f"# response: {json.dumps(result)}")
+            _print(result, stdout)
+        return 0
+    except CniError as e:
+        error = e
+    except Exception as e:  # never a traceback: the runtime wants JSON
+        error = CniError(INTERNAL, f"{type(e).__name__}: {e}")
+    print(f"ipvlan-ip: {error.details}", file=sys.stderr)
+    if echo:
+        echo(f"# error: {json.dumps(error.as_result(answer_version))}")
+    _print(error.as_result(answer_version), stdout)
+    return 1
+
+
+def _dispatch(env, stdin: bytes, echo, environ) -> dict | None:
+    from . import config, operations, results
+    from .runner import Runner
+    conf = config.load(stdin, env.command)
+    timeout = float(environ.get("IPVLAN_IP_TIMEOUT") or conf.timeout)
+    run = Runner(echo, timeout)
+    if env.command == "ADD":
+        return results.render(operations.add(conf, env, run), conf.cni_version)
+    {"DEL": operations.delete, "CHECK": operations.check,
+     "STATUS": operations.status, "GC": operations.gc}[env.command](conf, env, run)
+    return None
+
+
+def _peek(stdin: bytes):
+    try:
+        return json.loads(stdin)
+    except ValueError:
+        return None
+
+
+def _answer_version(data) -> str:
+    """The cniVersion of our answer: the config's, else 0.1.0 for a config
+    without one (as the spec reads it), else the latest for garbage."""
+    if not isinstance(data, dict):
+        return LATEST
+    version = data.get("cniVersion")
+    if version is None:
+        return "0.1.0"
+    return version if isinstance(version, str) and version else LATEST
+
+
+def _echo(env, data, environ):
+    from .runner import Echo
+    conf = data if isinstance(data, dict) else {}
+    debug = (environ.get("IPVLAN_IP_DEBUG") == "1" or env.args.get("IPVLAN_IP_DEBUG") == "1"
+             or conf.get("debug") is True)
+    log_file = conf.get("logFile") if isinstance(conf.get("logFile"), str) and conf["logFile"].startswith("/") else ""
+    return Echo(debug, log_file, env.container_id)
+
+
+def _print(obj: dict, stdout) -> int:
+    stdout.write(json.dumps(obj) + "\n")
+    stdout.flush()
+    return 0

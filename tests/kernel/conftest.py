@@ -1,0 +1,108 @@
+"""Fixtures for tests against a real kernel: throwaway network namespaces,
+veth masters, and a way to call the plugin as a runtime does."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PLUGIN = str(Path(sys.executable).parent / "ipvlan-ip")
+GO_PLUGINS = "/usr/lib/cni"
+TEST_PLUGINS = str(Path(__file__).parent / "plugins")
+
+
+def ip(*args: str, ns: str | None = None, check: bool = True) -> str:
+    argv = ["ip", *(("-n", ns) if ns else ()), *args]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if check and done.returncode:
+        raise AssertionError(f"{' '.join(argv)} failed: {done.stderr}")
+    return done.stdout
+
+
+def ipj(*args: str, ns: str | None = None):
+    return json.loads(ip("-j", *args, ns=ns) or "[]")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Reply:
+    code: int
+    out: dict | None
+    stdout: str
+    stderr: str
+
+
+def call_plugin(command: str, conf: dict | str | bytes, netns: str = "", ifname: str = "eth0",
+                container_id: str = "c1", env: dict | None = None, plugin: str = PLUGIN) -> Reply:
+    stdin = conf if isinstance(conf, bytes) else (conf if isinstance(conf, str) else json.dumps(conf)).encode()
+    full_env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
+                "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": f"{GO_PLUGINS}:{TEST_PLUGINS}",
+                **(env or {})}
+    done = subprocess.run([plugin], input=stdin, env={k: v for k, v in full_env.items() if v is not None},
+                          capture_output=True, timeout=120)
+    stdout = done.stdout.decode()
+    return Reply(done.returncode, json.loads(stdout) if stdout.strip() else None, stdout, done.stderr.decode())
+
+
+@pytest.fixture
+def make_netns():
+    """make_netns() -> name of a new named netns (path /run/netns/NAME), deleted afterwards."""
+    made = []
+
+    def make() -> str:
+        name = unique("cni-test-")
+        ip("netns", "add", name)
+        ip("link", "set", "lo", "up", ns=name)
+        made.append(name)
+        return name
+    yield make
+    for name in made:
+        ip("netns", "del", name, check=False)
+
+
+@pytest.fixture
+def make_master():
+    """make_master(ns=None, mtu=None) -> an up veth end to enslave, removed afterwards."""
+    made = []
+
+    def make(ns: str | None = None, mtu: int | None = None) -> str:
+        name = unique("mst")
+        ip("link", "add", name, *(("mtu", str(mtu)) if mtu else ()), "type", "veth", "peer", "name", name + "p", ns=ns)
+        ip("link", "set", name, "up", ns=ns)
+        ip("link", "set", name + "p", "up", ns=ns)
+        made.append((name, ns))
+        return name
+    yield make
+    for name, ns in made:
+        ip("link", "del", name, ns=ns, check=False)
+
+
+@pytest.fixture
+def master(make_master) -> str:
+    return make_master()
+
+
+@pytest.fixture
+def netns(make_netns) -> str:
+    return make_netns()
+
+
+@pytest.fixture
+def ipam_dir(tmp_path) -> Path:
+    """A host-local dataDir of the test's own, to check reservations."""
+    d = tmp_path / "ipam"
+    d.mkdir()
+    return d
+
+
+def reservations(ipam_dir: Path) -> list[str]:
+    """IPs host-local holds, over all networks in ipam_dir."""
+    return sorted(p.name for p in ipam_dir.glob("*/*") if p.name[0].isdigit() or ":" in p.name)

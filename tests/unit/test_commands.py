@@ -1,0 +1,75 @@
+"""The command builder: config in, exact argv out."""
+
+import pytest
+
+from ipvlan_ip import commands
+from ipvlan_ip.commands import Addressing, LinkSpec, Netns
+
+NAMED = Netns("/run/netns/blue", "blue")
+PROC = Netns("/proc/42/ns/net")
+SPEC = LinkSpec(master="eth0", tmp_name="ipvl1234abcd", ifname="net1", mode="l3", mtu=1400)
+
+
+def test_ip_enters_named_netns_with_dash_n_and_others_with_nsenter():
+    assert commands.ip(None, "link") == ("ip", "link")
+    assert commands.ip(NAMED, "link") == ("ip", "-n", "blue", "link")
+    assert commands.ip(PROC, "link") == ("nsenter", "--net=/proc/42/ns/net", "ip", "link")
+
+
+def test_create_link_on_host_places_it_in_the_container():
+    cmd = commands.create_link(SPEC, NAMED, in_container=False)
+    assert cmd.argv == ("ip", "link", "add", "link", "eth0", "name", "ipvl1234abcd", "netns", "/run/netns/blue",
+                        "mtu", "1400", "type", "ipvlan", "mode", "l3")
+
+
+def test_create_link_in_container_runs_inside_it():
+    cmd = commands.create_link(LinkSpec("eth0", "t", "net1", "l2", flag="private"), NAMED, in_container=True)
+    assert cmd.argv == ("ip", "-n", "blue", "link", "add", "link", "eth0", "name", "t",
+                        "type", "ipvlan", "mode", "l2", "private")
+
+
+def test_configure_batch_renames_addresses_brings_up_routes_and_reads_back():
+    addressing = Addressing(
+        ips=({"address": "10.1.2.3/24", "gateway": "10.1.2.1"}, {"address": "fd00::3/64", "gateway": "fd00::1"}),
+        routes=({"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.1.2.254", "priority": 5},
+                {"dst": "::/0"}, {"dst": "0.0.0.0/0"}))
+    cmd = commands.configure_link(NAMED, SPEC, addressing)
+    assert cmd.argv == ("ip", "-n", "blue", "-j", "-force", "-batch", "-")
+    assert cmd.batch == (
+        "link set dev ipvl1234abcd name net1",
+        "address add 10.1.2.3/24 dev net1",
+        "address add fd00::3/64 dev net1 nodad",
+        "link set dev net1 up",
+        "route add 0.0.0.0/0 via 10.1.2.1 dev net1",
+        "route add 192.168.0.0/16 via 10.1.2.254 metric 5 dev net1",
+        "route add ::/0 via fd00::1 dev net1",
+        "link show dev net1",
+    )
+
+
+def test_route_without_gateway_and_without_ip_gateway_stays_on_link():
+    addressing = Addressing(ips=({"address": "10.1.2.3/24"},), routes=({"dst": "10.9.0.0/16", "scope": 253},))
+    assert commands.route_plan(addressing) == [{"dst": "10.9.0.0/16", "scope": 253}]
+    assert commands.route_words(commands.route_plan(addressing)[0]) == ["10.9.0.0/16", "scope", "253"]
+
+
+def test_sysctls_are_set_on_the_temporary_name_and_ipv6_only_when_needed():
+    v4 = commands.notify_sysctls(NAMED, "ipvl1", Addressing(ips=({"address": "10.0.0.2/24"},)))
+    assert [w.key for w in v4] == ["net/ipv4/conf/ipvl1/arp_notify"]
+    v6 = commands.notify_sysctls(NAMED, "ipvl1", Addressing(ips=({"address": "fd00::2/64"},)))
+    assert [(w.key, w.value) for w in v6] == [("net/ipv4/conf/ipvl1/arp_notify", "1"),
+                                              ("net/ipv6/conf/ipvl1/disable_ipv6", "0"),
+                                              ("net/ipv6/conf/ipvl1/ndisc_notify", "1")]
+    assert v6[0].path == "/proc/sys/net/ipv4/conf/ipvl1/arp_notify"
+
+
+@pytest.mark.parametrize("word, quoted", [("eth0", "eth0"), ("#x", '"#x"'), ('a"b', "'a\"b'"), ("-n", "-n")])
+def test_batch_words_are_quoted_so_iproute2_reads_them_back(word, quoted):
+    assert commands.batch_word(word) == quoted
+
+
+def test_delete_and_inspect():
+    assert commands.delete_link(PROC, "eth0").argv == ("nsenter", "--net=/proc/42/ns/net", "ip", "link", "del", "dev", "eth0")
+    inspect = commands.inspect_container(NAMED, "eth0")
+    assert inspect.argv == ("ip", "-n", "blue", "-j", "-d", "-batch", "-")
+    assert inspect.batch == ("link show dev eth0", "address show dev eth0", "route show table all")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs inside the test VM (see tests/kernel_runner.py). The host's file system
+# is read-only here; .vm/ is writable and carries the results back.
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd)
+vm=$repo/.vm
+mkdir -p /run/py /run/venv
+# Python and the venv from a tmpfs: importing them over 9p is several times slower.
+tar -xf "$vm/stdlib.tar" -C /run/py && mount --bind /run/py/python3.11 /usr/lib/python3.11 &&
+  tar -xf "$vm/venv.tar" -C /run/venv && mount --bind /run/venv/.venv "$repo/.venv" || {
+  echo "vm_guest: could not unpack Python into the guest" >&2; echo 1 > "$vm/rc"; exit 1; }
+ip link set lo up
+export PYTHONDONTWRITEBYTECODE=1 PATH="$repo/.venv/bin:$PATH"
+cd "$repo"
+echo "vm_guest: kernel $(uname -r), $(nproc) CPUs"
+.venv/bin/python -m pytest -m kernel -p no:cacheprovider --junitxml="$vm/kernel.xml" "$@"
+echo $? > "$vm/rc"
