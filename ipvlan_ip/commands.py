@@ -186,8 +186,9 @@ def delete_link(netns: Netns, name: str) -> Command:
 
 
 def inspect_container(netns: Netns, ifname: str) -> Command:
-    """One read of everything CHECK compares against prevResult."""
+    """One read of everything CHECK compares against prevResult. `address show -d`
+    carries the link details too; a `link show` before it in the same batch
+    would leave iproute2's filter state set so that no address is listed."""
     return Command(f"read {ifname}, its addresses and the routes in {netns.path}",
                    ip(netns, "-j", "-d", "-batch", "-"),
-                   (_line("link", "show", "dev", ifname), _line("address", "show", "dev", ifname),
-                    _line("route", "show", "table", "all")))
+                   (_line("address", "show", "dev", ifname), _line("route", "show", "table", "all")))

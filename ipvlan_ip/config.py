@@ -4,7 +4,7 @@ schemas/netconf.schema.json, then turned into a typed NetConf."""
 import json
 from dataclasses import dataclass
 
-from . import results, schemas
+from . import results, validation
 from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
 
 # A config without cniVersion predates the field: the spec reads it as 0.1.0.
@@ -55,7 +55,7 @@ def load(stdin: bytes, command: str) -> NetConf:
     if not isinstance(data, dict):
         raise CniError(DECODING_FAILURE, "the network configuration must be a JSON object, "
                        f"not {type(data).__name__}")
-    found = schemas.problems("netconf", data)
+    found = validation.problems("netconf", data)
     if found:
         raise CniError(INVALID_CONFIG, "invalid network configuration: " + "; ".join(found))
     version = data.get("cniVersion") or DEFAULT_VERSION

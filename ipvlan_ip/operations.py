@@ -179,14 +179,14 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
     if conf.master and not conf.master_from_ipam:
         lookup_master(run, conf, conf.master, target if conf.link_in_container else None)
     try:
-        (link,), (addresses,), routes = run.run_json(commands.inspect_container(target, env.ifname))
+        (link,), routes = run.run_json(commands.inspect_container(target, env.ifname))
     except CommandFailed as e:
         raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}")
-    for problem in drift(conf, prev, index, link, addresses, routes):
+    for problem in drift(conf, prev, index, link, routes):
         raise CniError(CHECK_FAILURE, problem)
 
 
-def drift(conf: NetConf, prev: dict, index: int, link: dict, addresses: dict, routes: list):
+def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
     """Each way the kernel's state differs from prevResult and the config."""
     name = link["ifname"]
     info = link.get("linkinfo", {})
@@ -202,7 +202,7 @@ def drift(conf: NetConf, prev: dict, index: int, link: dict, addresses: dict, ro
     mac = prev["interfaces"][index].get("mac")
     if mac and mac.lower() != link.get("address", "").lower():
         yield f"MAC of {name!r} is {link.get('address')}, prevResult says {mac}"
-    present = {ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}") for a in addresses.get("addr_info", [])}
+    present = {ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}") for a in link.get("addr_info", [])}
     for ipc in prev["ips"]:
         if ipc.get("interface", index) == index and ipaddress.ip_interface(ipc["address"]) not in present:
             yield f"address {ipc['address']} is missing from {name!r}"

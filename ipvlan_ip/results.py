@@ -12,7 +12,7 @@ the version the runtime asked for. The shapes are:
 
 import ipaddress
 
-from . import schemas
+from . import validation
 from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INTERNAL
 
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -39,7 +39,7 @@ def family(address: str) -> int:
 def parse(data: dict, default_version: str, what: str) -> dict:
     """Any version's result (or IPAM result) into the internal shape."""
     version = data.get("cniVersion") or default_version
-    found = schemas.problems(schema_for(version), {**data, "cniVersion": version})
+    found = validation.problems(schema_for(version), {**data, "cniVersion": version})
     if found:
         raise CniError(DECODING_FAILURE, f"{what} is not a valid {version} result: " + "; ".join(found))
     if _SHAPE[version] == "0.2":
@@ -82,7 +82,7 @@ def render(result: dict, version: str) -> dict:
         if result.get("dns"):
             out["dns"] = result["dns"]
     out = {"cniVersion": version, **out}
-    found = schemas.problems(schema_for(version), out)
+    found = validation.problems(schema_for(version), out)
     if found:
         raise CniError(INTERNAL, f"the {version} result breaks its own schema: " + "; ".join(found))
     return out

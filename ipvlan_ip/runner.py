@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -107,36 +108,46 @@ class Runner:
 
     def run_plugin(self, path: str, env: dict, stdin: bytes) -> tuple[int, str]:
         """Run a delegated plugin with the CNI environment; its stderr goes to ours."""
-        import sh
         self.echo(f"# delegate: CNI_COMMAND={env.get('CNI_COMMAND')} {path}")
-        start = time.monotonic()
-        try:
-            proc = sh.Command(path)(_in=stdin, _env=env, _ok_code=range(256), _tty_out=False, _return_cmd=True,
-                                    _err=sys.stderr.buffer, _timeout=self.timeout)
-        except sh.TimeoutException:
-            raise CniError(TRY_AGAIN_LATER, f"{path} did not answer within {self.timeout:g} s and was killed")
-        except (sh.ErrorReturnCode, sh.SignalException, OSError) as e:
-            raise CniError(IPAM_FAILURE, f"failed to run {path}: {e}")
-        self._outcome(proc.exit_code, start)
-        return proc.exit_code, proc.stdout.decode(errors="replace")
+        code, out, _ = self._spawn((path,), path, stdin, IPAM_FAILURE, _env=env, _err=sys.stderr.buffer)
+        return code, out
 
     def _execute(self, cmd: Command) -> tuple[int, str, str]:
-        import sh
         self._announce(cmd)
-        start = time.monotonic()
         stdin = "".join(line + "\n" for line in cmd.batch) if cmd.batch else None
+        return self._spawn(cmd.argv, f"`{shell_line(cmd)}`", stdin, LINK_FAILURE)
+
+    def _spawn(self, argv, what: str, stdin, failure_code: int, **options) -> tuple[int, str, str]:
+        """Run argv to its end, or kill it after self.timeout seconds.
+
+        The timer is ours rather than sh's _timeout or wait(timeout=), which
+        poll every 100 ms and so add that to every command."""
+        import sh
+        start = time.monotonic()
         try:
-            proc = sh.Command(cmd.argv[0])(*cmd.argv[1:], _in=stdin, _ok_code=range(256),
-                                           _tty_out=False, _timeout=self.timeout)
+            proc = sh.Command(argv[0])(*argv[1:], _in=stdin, _ok_code=range(256), _tty_out=False,
+                                       _bg=True, _bg_exc=False, _return_cmd=True, **options)
         except sh.CommandNotFound:
-            raise CniError(LINK_FAILURE, f"{cmd.argv[0]} is not installed (iproute2 and util-linux are needed)")
-        except sh.TimeoutException:
-            self._outcome(-9, start)
-            raise CniError(TRY_AGAIN_LATER,
-                           f"`{shell_line(cmd)}` did not finish within {self.timeout:g} s and was killed")
+            raise CniError(failure_code, f"{argv[0]} is not installed")
+        except OSError as e:
+            raise CniError(failure_code, f"failed to run {what}: {e}")
+        expired = threading.Event()
+
+        def kill():
+            expired.set()
+            with contextlib.suppress(OSError):
+                proc.kill()
+        timer = threading.Timer(self.timeout, kill)
+        timer.start()
+        try:
+            proc.wait()
         except sh.SignalException as e:
-            self._outcome(-1, start)
-            raise CniError(LINK_FAILURE, f"`{shell_line(cmd)}` was killed by a signal: {e}")
+            self._outcome(e.exit_code, start)
+            if expired.is_set():
+                raise CniError(TRY_AGAIN_LATER, f"{what} did not finish within {self.timeout:g} s and was killed")
+            raise CniError(failure_code, f"{what} was killed by signal {-e.exit_code}")
+        finally:
+            timer.cancel()
         self._outcome(proc.exit_code, start)
         return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 

@@ -72,4 +72,4 @@ def test_delete_and_inspect():
     assert commands.delete_link(PROC, "eth0").argv == ("nsenter", "--net=/proc/42/ns/net", "ip", "link", "del", "dev", "eth0")
     inspect = commands.inspect_container(NAMED, "eth0")
     assert inspect.argv == ("ip", "-n", "blue", "-j", "-d", "-batch", "-")
-    assert inspect.batch == ("link show dev eth0", "address show dev eth0", "route show table all")
+    assert inspect.batch == ("address show dev eth0", "route show table all")
