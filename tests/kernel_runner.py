@@ -1,11 +1,6 @@
-"""Runs the kernel tests (pytest -m kernel) where ipvlan exists.
-
-On a host whose kernel can make an ipvlan link (probed inside a throwaway
-netns) they run right here. Otherwise this boots Debian's kernel under qemu
-with virtme-ng, once, and runs them all in that VM: the guest sees the host's
-root file system read-only over 9p, so the venv and Python's stdlib are
-packed into two tar files here and unpacked into a tmpfs there (importing
-over 9p is very slow). A VM that does not boot, a missing kernel, or no test
+"""Runs the kernel tests (pytest -m kernel) where ipvlan exists: on this host
+when its kernel has it, else in one qemu VM booted for the whole run (see
+scripts/vm.py). A VM that does not boot, a missing kernel, or no test
 collected is a failure, never a skip.
 
     python tests/kernel_runner.py [PYTEST ARGS]       run the kernel tests
@@ -14,72 +9,24 @@ collected is a failure, never a skip.
 IPVLAN_IP_TEST_WHERE=vm forces the VM on a host that has ipvlan.
 """
 
-import glob
 import os
-import shlex
 import subprocess
 import sys
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-VM_DIR = REPO / ".vm"
-VENV = REPO / ".venv"
-STDLIB = Path("/usr/lib/python3.11")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from vm import REPO, VM_DIR, host_has_ipvlan, run_in_vm  # noqa: E402
+
 JUNIT = VM_DIR / "kernel.xml"
-VM_TIMEOUT = 45 * 60
 
 
-def host_has_ipvlan() -> bool:
-    if os.geteuid() != 0:
-        return False
-    ns = f"ipvlan-probe-{uuid.uuid4().hex[:8]}"
-    steps = [["ip", "netns", "add", ns],
-             ["ip", "-n", ns, "link", "add", "p0", "type", "veth", "peer", "name", "p1"],
-             ["ip", "-n", ns, "link", "add", "link", "p0", "name", "p2", "type", "ipvlan", "mode", "l2"]]
-    try:
-        return all(subprocess.run(s, capture_output=True).returncode == 0 for s in steps)
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def run_on_host(pytest_args: list[str]) -> int:
-    return subprocess.run([sys.executable, "-m", "pytest", "-m", "kernel", f"--junitxml={JUNIT}", *pytest_args],
-                          cwd=REPO).returncode
-
-
-def run_in_vm(pytest_args: list[str]) -> int:
-    kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
-    if not kernels:
-        print("kernel tests: no /boot/vmlinuz-*-amd64; install linux-image-amd64", file=sys.stderr)
-        return 1
-    vng = VENV / "bin" / "vng"
-    if not vng.exists():
-        print("kernel tests: virtme-ng is not in .venv; run scripts/setup", file=sys.stderr)
-        return 1
-    VM_DIR.mkdir(exist_ok=True)
-    for leftover in ("rc", JUNIT.name):
-        (VM_DIR / leftover).unlink(missing_ok=True)
-    t = time.monotonic()
-    subprocess.run(["tar", "-C", str(STDLIB.parent), "-cf", str(VM_DIR / "stdlib.tar"), STDLIB.name], check=True)
-    subprocess.run(["tar", "-C", str(REPO), "-cf", str(VM_DIR / "venv.tar"), ".venv"], check=True)
-    print(f"kernel tests: packed venv and stdlib in {time.monotonic() - t:.1f} s; booting {kernels[-1]}", flush=True)
-    guest = shlex.join(["bash", str(REPO / "tests" / "vm_guest.sh"), *pytest_args])
-    env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    try:
-        subprocess.run([str(vng), "--run", kernels[-1], "--disable-kvm", "--memory", "2G", "--cpus", "2",
-                        "--rwdir", str(VM_DIR), "--exec", guest],
-                       stdin=subprocess.DEVNULL, env=env, timeout=VM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        print(f"kernel tests: the VM did not finish within {VM_TIMEOUT} s", file=sys.stderr)
-        return 1
-    rc_file = VM_DIR / "rc"
-    if not rc_file.exists():
-        print("kernel tests: the VM did not run the tests (no exit status came back)", file=sys.stderr)
-        return 1
-    return int(rc_file.read_text().strip() or 1)
+def pytest_argv(where: str, extra: list[str]) -> list[str]:
+    # In the VM each plugin call costs seconds of emulated CPU: use both CPUs.
+    parallel = ["-n", "2"] if where == "vm" else []
+    return [".venv/bin/python", "-m", "pytest", "-m", "kernel", "-p", "no:cacheprovider", *parallel,
+            f"--junitxml={JUNIT}", *extra]
 
 
 def counts(*reports: Path) -> dict[str, int]:
@@ -98,10 +45,14 @@ def main(argv: list[str]) -> int:
         failed = c["failures"] + c["errors"]
         print(f"tests: {c['tests'] - failed - c['skipped']} passed, {failed} failed, {c['skipped']} skipped")
         return 0
+    VM_DIR.mkdir(exist_ok=True)
     JUNIT.unlink(missing_ok=True)
     where = os.environ.get("IPVLAN_IP_TEST_WHERE") or ("host" if host_has_ipvlan() else "vm")
     start = time.monotonic()
-    rc = run_on_host(argv) if where == "host" else run_in_vm(argv)
+    if where == "host":
+        rc = subprocess.run(pytest_argv(where, argv), cwd=REPO).returncode
+    else:
+        rc = run_in_vm(pytest_argv(where, argv))
     c = counts(JUNIT)
     print(f"kernel tests: {c['tests']} ran in the {'VM' if where == 'vm' else 'host kernel'} "
           f"({c['failures'] + c['errors']} failed, {c['skipped']} skipped) in {time.monotonic() - start:.0f} s")

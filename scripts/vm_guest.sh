@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs inside the test VM (see tests/kernel_runner.py). The host's file system
-# is read-only here; .vm/ is writable and carries the results back.
+# Runs inside the qemu VM that scripts/vm.py boots: puts Python in a tmpfs,
+# then runs its arguments from the repository. The host's file system is
+# read-only here; .vm/ is writable and carries the exit status back.
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 vm=$repo/.vm
@@ -12,6 +13,6 @@ tar -xf "$vm/stdlib.tar" -C /run/py && mount --bind /run/py/python3.11 /usr/lib/
 ip link set lo up
 export PYTHONDONTWRITEBYTECODE=1 PATH="$repo/.venv/bin:$PATH"
 cd "$repo"
-echo "vm_guest: kernel $(uname -r), $(nproc) CPUs"
-.venv/bin/python -m pytest -m kernel -p no:cacheprovider --junitxml="$vm/kernel.xml" "$@"
+echo "vm_guest: kernel $(uname -r), $(nproc) CPUs: $*"
+"$@"
 echo $? > "$vm/rc"

@@ -1,0 +1,112 @@
+"""The main job, as a show: two throwaway containers (network namespaces) get
+ipvlan interfaces from ipvlan-ip on one veth master, with Debian's host-local
+IPAM; the debug echo shows every `ip` command; they ping each other; CHECK and
+DEL run; everything is removed again. In a qemu VM when this kernel has no
+ipvlan (see scripts/vm.py)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vm import REPO, host_has_ipvlan, run_in_vm  # noqa: E402
+
+PLUGIN = str(REPO / ".venv" / "bin" / "ipvlan-ip")
+CONTAINERS = ("demo-a", "demo-b")
+MASTER = "demo-m0"
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+def sh(*argv: str) -> str:
+    print("$ " + " ".join(argv), flush=True)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    print(done.stdout + done.stderr, end="", flush=True)
+    if done.returncode:
+        raise SystemExit(f"demo: `{' '.join(argv)}` failed")
+    return done.stdout
+
+
+def cni(command: str, conf: dict, container: str) -> dict | None:
+    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+           "CNI_NETNS": f"/run/netns/{container}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni",
+           "IPVLAN_IP_DEBUG": "1"}
+    print(f"$ CNI_COMMAND={command} CNI_CONTAINERID={container} CNI_NETNS=/run/netns/{container} "
+          f"CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni IPVLAN_IP_DEBUG=1 ipvlan-ip < conf.json", flush=True)
+    done = subprocess.run([PLUGIN], input=json.dumps(conf), env=env, capture_output=True, text=True)
+    print(done.stderr, end="", flush=True)       # the debug echo
+    if done.stdout.strip():
+        print("stdout:", done.stdout, end="", flush=True)
+    if done.returncode:
+        raise SystemExit(f"demo: {command} failed")
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def demo(workdir: str) -> None:
+    conf = {"cniVersion": "1.0.0", "name": "demo", "type": "ipvlan-ip", "master": MASTER, "mode": "l2",
+            "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "gateway": "10.99.0.1",
+                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{workdir}/ipam"}}
+    banner("network config (conf.json)")
+    print(json.dumps(conf, indent=2))
+
+    banner("set up: a veth as master, two empty network namespaces")
+    sh("ip", "link", "add", MASTER, "type", "veth", "peer", "name", MASTER + "p")
+    sh("ip", "link", "set", MASTER, "up")
+    sh("ip", "link", "set", MASTER + "p", "up")
+    for c in CONTAINERS:
+        sh("ip", "netns", "add", c)
+
+    results = {}
+    for c in CONTAINERS:
+        banner(f"ADD {c}")
+        results[c] = cni("ADD", conf, c)
+
+    banner("what the kernel now has in demo-a")
+    sh("ip", "-n", "demo-a", "-d", "address", "show", "dev", "eth0")
+    sh("ip", "-n", "demo-a", "route")
+
+    banner("demo-a pings demo-b over ipvlan")
+    b_address = results["demo-b"]["ips"][0]["address"].split("/")[0]
+    sh("ip", "netns", "exec", "demo-a", "ping", "-c", "3", "-W", "2", b_address)
+
+    for command in ("CHECK", "DEL"):
+        for c in CONTAINERS:
+            banner(f"{command} {c}")
+            cni(command, {**conf, "prevResult": results[c]}, c)
+
+    banner("after DEL: no eth0 in the namespaces, no address held by host-local")
+    for c in CONTAINERS:
+        sh("ip", "-n", c, "link", "show")
+    left = sorted(p.name for p in Path(workdir, "ipam", "demo").glob("10.*"))
+    print(f"host-local reservations left: {left}")
+    if left:
+        raise SystemExit("demo: reservations were left behind")
+
+
+def cleanup() -> None:
+    for c in CONTAINERS:
+        subprocess.run(["ip", "netns", "del", c], capture_output=True)
+    subprocess.run(["ip", "link", "del", MASTER], capture_output=True)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["--here"] and not host_has_ipvlan():
+        print("demo: this kernel has no ipvlan; running the demo in a qemu VM (about a minute)", flush=True)
+        return run_in_vm([".venv/bin/python", "scripts/demo.py", "--here"])
+    with tempfile.TemporaryDirectory(prefix="ipvlan-ip-demo-") as workdir:
+        try:
+            demo(workdir)
+        finally:
+            banner("clean up")
+            cleanup()
+    print("\ndemo: done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

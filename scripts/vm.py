@@ -1,0 +1,68 @@
+"""Where to find a kernel with ipvlan: this host's, or one booted under qemu.
+
+`host_has_ipvlan()` probes inside a throwaway netns. `run_in_vm(argv)` boots
+Debian's kernel with virtme-ng (software emulation: --disable-kvm, as stock
+kernels hang on this machine's /dev/kvm), runs argv from the repository in
+the guest through scripts/vm_guest.sh, and returns its exit status. The guest
+sees the host's root file system read-only over 9p, so the venv and Python's
+stdlib go over as two tar files and are unpacked into a tmpfs there.
+"""
+
+import glob
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VM_DIR = REPO / ".vm"
+VENV = REPO / ".venv"
+STDLIB = Path("/usr/lib/python3.11")
+VM_TIMEOUT = 45 * 60
+
+
+def host_has_ipvlan() -> bool:
+    if os.geteuid() != 0:
+        return False
+    ns = f"ipvlan-probe-{uuid.uuid4().hex[:8]}"
+    steps = [["ip", "netns", "add", ns],
+             ["ip", "-n", ns, "link", "add", "p0", "type", "veth", "peer", "name", "p1"],
+             ["ip", "-n", ns, "link", "add", "link", "p0", "name", "p2", "type", "ipvlan", "mode", "l2"]]
+    try:
+        return all(subprocess.run(s, capture_output=True).returncode == 0 for s in steps)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def run_in_vm(argv: list[str]) -> int:
+    kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
+    if not kernels:
+        print("vm: no /boot/vmlinuz-*-amd64; install linux-image-amd64 (scripts/setup does)", file=sys.stderr)
+        return 1
+    vng = VENV / "bin" / "vng"
+    if not vng.exists():
+        print("vm: virtme-ng is not in .venv; run scripts/setup", file=sys.stderr)
+        return 1
+    VM_DIR.mkdir(exist_ok=True)
+    (VM_DIR / "rc").unlink(missing_ok=True)
+    t = time.monotonic()
+    subprocess.run(["tar", "-C", str(STDLIB.parent), "-cf", str(VM_DIR / "stdlib.tar"), STDLIB.name], check=True)
+    subprocess.run(["tar", "-C", str(REPO), "-cf", str(VM_DIR / "venv.tar"), ".venv"], check=True)
+    print(f"vm: packed venv and stdlib in {time.monotonic() - t:.1f} s; booting {kernels[-1]}", flush=True)
+    guest = shlex.join(["bash", str(REPO / "scripts" / "vm_guest.sh"), *argv])
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    try:
+        subprocess.run([str(vng), "--run", kernels[-1], "--disable-kvm", "--memory", "2G", "--cpus", "2",
+                        "--rwdir", str(VM_DIR), "--exec", guest],
+                       stdin=subprocess.DEVNULL, env=env, timeout=VM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"vm: the VM did not finish within {VM_TIMEOUT} s", file=sys.stderr)
+        return 1
+    rc_file = VM_DIR / "rc"
+    if not rc_file.exists():
+        print("vm: the VM did not run the command (no exit status came back)", file=sys.stderr)
+        return 1
+    return int(rc_file.read_text().strip() or 1)
