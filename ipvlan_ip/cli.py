@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from . import __version__
-from .results import SUPPORTED_VERSIONS
+from .versions import SUPPORTED_VERSIONS
 
 
 def _parser() -> argparse.ArgumentParser:

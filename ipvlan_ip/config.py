@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 from . import results, validation
+from .versions import SUPPORTED_VERSIONS, version_tuple
 from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
 
 # A config without cniVersion predates the field: the spec reads it as 0.1.0.
@@ -73,7 +74,7 @@ def load(stdin: bytes, command: str) -> NetConf:
 
     prev = data.get("prevResult")
     # 0.1.0 and 0.2.0 have no chaining: a prevResult there means nothing.
-    if prev is not None and results.version_tuple(version) >= (0, 3, 0):
+    if prev is not None and version_tuple(version) >= (0, 3, 0):
         prev = results.parse(prev, version, "prevResult")
     else:
         prev = None
@@ -101,10 +102,10 @@ _FIRST = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 
 
 def _check_version(version: str, command: str) -> None:
-    if version not in results.SUPPORTED_VERSIONS:
+    if version not in SUPPORTED_VERSIONS:
         raise CniError(INCOMPATIBLE_VERSION, f"CNI version {version} is not supported; "
-                       f"supported: {', '.join(results.SUPPORTED_VERSIONS)}")
+                       f"supported: {', '.join(SUPPORTED_VERSIONS)}")
     first = _FIRST.get(command)
-    if first and results.version_tuple(version) < results.version_tuple(first):
+    if first and version_tuple(version) < version_tuple(first):
         raise CniError(INCOMPATIBLE_VERSION,
                        f"config version {version} does not allow {command} (it needs {first} or later)")

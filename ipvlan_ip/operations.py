@@ -8,7 +8,7 @@ import ipaddress
 import os
 import secrets
 
-from . import commands, ipam, results
+from . import commands, ipam
 from .commands import Addressing, LinkSpec, Netns
 from .config import NetConf
 from .environment import CniEnv
@@ -226,12 +226,7 @@ def _same_route(want: dict, have: dict) -> bool:
     return not want.get("gw") or ipaddress.ip_address(want["gw"]) == ipaddress.ip_address(have.get("gateway", "0::0"))
 
 
-# ---------------------------------------------------------------- VERSION, STATUS, GC
-
-def version(requested: str) -> dict:
-    return {"cniVersion": requested if requested in results.SUPPORTED_VERSIONS else results.SUPPORTED_VERSIONS[-1],
-            "supportedVersions": list(results.SUPPORTED_VERSIONS)}
-
+# ---------------------------------------------------------------- STATUS, GC
 
 def status(conf: NetConf, env: CniEnv, run) -> None:
     if conf.ipam_type:

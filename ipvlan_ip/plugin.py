@@ -10,8 +10,7 @@ import os
 import sys
 
 from .errors import CniError, INTERNAL
-
-LATEST = "1.1.0"
+from .versions import LATEST
 
 
 def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
@@ -20,14 +19,14 @@ def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
     stdin = sys.stdin.buffer.read() if stdin is None else stdin
     data = _peek(stdin)
     answer_version = _answer_version(data)
+    if environ.get("CNI_COMMAND") == "VERSION":
+        # Asked by runtimes before every command: answered before any other import.
+        from .versions import version_result
+        return _print(version_result(answer_version), stdout)
     echo = None
     try:
         from .environment import read_environment
         env = read_environment(environ)
-        if env.command == "VERSION":
-            # Podman asks every plugin for VERSION on every command: keep it cheap.
-            from .operations import version
-            return _print(version(answer_version), stdout)
         echo = _echo(env, data, environ)
         echo(f"# request: {json.dumps({k: v for k, v in environ.items() if k.startswith('CNI_')})}")
         echo(f"# stdin: {stdin.decode(errors='replace')}")

@@ -14,14 +14,10 @@ import ipaddress
 
 from . import validation
 from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INTERNAL
+from .versions import SUPPORTED_VERSIONS
 
-SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 _SHAPE = {"0.1.0": "0.2", "0.2.0": "0.2", "0.3.0": "0.3", "0.3.1": "0.3",
           "0.4.0": "0.3", "1.0.0": "1.0", "1.1.0": "1.0"}
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split("."))
 
 
 def schema_for(version: str) -> str:

@@ -1,0 +1,77 @@
+"""Bad input never reaches `ip`: the plugin answers with a CNI error object.
+These run the real entry point in-process; nothing here touches the system."""
+
+import io
+import json
+
+import pytest
+
+from ipvlan_ip import plugin
+from ipvlan_ip.environment import interface_name_problem, parse_cni_args
+
+GOOD = {"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
+        "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
+       "CNI_PATH": "/usr/lib/cni"}
+
+
+def answer(env, stdin):
+    out = io.StringIO()
+    code = plugin.main(env, stdin if isinstance(stdin, bytes) else json.dumps(stdin).encode(), out)
+    return code, json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"CNI_COMMAND": None}, 4), ({"CNI_COMMAND": "FOO"}, 4), ({"CNI_IFNAME": None}, 4),
+    ({"CNI_IFNAME": "a b"}, 4), ({"CNI_IFNAME": "a/b"}, 4), ({"CNI_IFNAME": "x" * 16}, 4),
+    ({"CNI_IFNAME": ".."}, 4), ({"CNI_CONTAINERID": "-x"}, 4), ({"CNI_CONTAINERID": ""}, 4),
+    ({"CNI_NETNS": None}, 4), ({"CNI_NETNS": "relative"}, 4),
+])
+def test_bad_environment(change, code):
+    env = {k: v for k, v in {**ENV, **change}.items() if v is not None}
+    rc, out = answer(env, GOOD)
+    assert rc == 1 and out["code"] == code and out["cniVersion"] == "1.0.0"
+
+
+@pytest.mark.parametrize("conf, code", [
+    (b"{nope", 6), (b"", 6), (b"[1,2]", 6), (b"\xff\xfe", 6),
+    ({**GOOD, "mode": "l4"}, 7), ({**GOOD, "mtu": 10}, 7), ({**GOOD, "mtu": "1500"}, 7),
+    ({**GOOD, "master": "a b"}, 7), ({**GOOD, "master": "x" * 16}, 7), ({**GOOD, "name": "a/b"}, 7),
+    ({**GOOD, "ipam": {"type": "../evil"}}, 7), ({**GOOD, "ipam": {"type": "dhcp"}}, 7),
+    ({**GOOD, "linkInContainer": "yes"}, 7), ({**GOOD, "master": "ipam", "ipam": {}}, 7),
+    ({k: v for k, v in GOOD.items() if k != "type"}, 7),
+    ({**GOOD, "cniVersion": "2.0.0"}, 1), ({**GOOD, "cniVersion": 1}, 7),
+])
+def test_bad_config(conf, code):
+    rc, out = answer(ENV, conf)
+    assert rc == 1 and out["code"] == code, out
+    assert set(out) == {"cniVersion", "code", "msg", "details"}
+
+
+def test_check_and_status_need_recent_versions():
+    assert answer({**ENV, "CNI_COMMAND": "CHECK"}, {**GOOD, "cniVersion": "0.3.1"})[1]["code"] == 1
+    assert answer({**ENV, "CNI_COMMAND": "STATUS"}, GOOD)[1]["code"] == 1
+    assert answer({**ENV, "CNI_COMMAND": "CHECK"}, GOOD)[1]["code"] == 7   # no prevResult
+
+
+def test_version_answers_whatever_the_environment():
+    env = {"CNI_COMMAND": "VERSION", "CNI_NETNS": "dummy", "CNI_IFNAME": "dummy", "CNI_PATH": "dummy"}
+    rc, out = answer(env, {"cniVersion": "1.0.0"})
+    assert rc == 0 and out == {"cniVersion": "1.0.0", "supportedVersions":
+                               ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
+
+
+def test_missing_ipam_plugin_is_reported_before_any_command():
+    rc, out = answer({**ENV, "CNI_PATH": "/nonexistent", "CNI_NETNS": "/proc/self/ns/net"}, {**GOOD, "master": "ipam"})
+    assert rc == 1 and out["code"] == 7 and "host-local" in out["details"]
+
+
+def test_cni_args_keep_unknown_keys_and_skip_garbage():
+    assert parse_cni_args("IgnoreUnknown=true;K8S_POD_NAME=web-0;junk;=x") == {
+        "IgnoreUnknown": "true", "K8S_POD_NAME": "web-0"}
+
+
+def test_interface_names():
+    assert interface_name_problem("eth0") is None
+    assert interface_name_problem("x" * 15) is None
+    assert "longer" in interface_name_problem("é" * 8)
