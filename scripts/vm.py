@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -54,12 +55,20 @@ def run_in_vm(argv: list[str]) -> int:
     print(f"vm: packed venv and stdlib in {time.monotonic() - t:.1f} s; booting {kernels[-1]}", flush=True)
     guest = shlex.join(["bash", str(REPO / "scripts" / "vm_guest.sh"), *argv])
     env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    try:
-        subprocess.run([str(vng), "--run", kernels[-1], "--disable-kvm", "--memory", "2G", "--cpus", "2",
-                        "--rwdir", str(VM_DIR), "--exec", guest],
-                       stdin=subprocess.DEVNULL, env=env, timeout=VM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        print(f"vm: the VM did not finish within {VM_TIMEOUT} s", file=sys.stderr)
+    # qemu opens /proc/self/fd/1 afresh, which would truncate a log file that
+    # our stdout is redirected to: give it a pipe and copy what comes out.
+    vm = subprocess.Popen([str(vng), "--run", kernels[-1], "--disable-kvm", "--memory", "2G", "--cpus", "2",
+                           "--rwdir", str(VM_DIR), "--exec", guest],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    timer = threading.Timer(VM_TIMEOUT, vm.kill)
+    timer.start()
+    for line in vm.stdout:
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+    vm.wait()
+    timer.cancel()
+    if vm.returncode == -9:
+        print(f"vm: the VM did not finish within {VM_TIMEOUT} s and was killed", file=sys.stderr)
         return 1
     rc_file = VM_DIR / "rc"
     if not rc_file.exists():
