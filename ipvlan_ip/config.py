@@ -44,15 +44,9 @@ def decode(stdin: bytes):
         raise CniError(DECODING_FAILURE, f"failed to decode the network configuration on stdin: {e}")
 
 
-def version_of(data) -> str:
-    """The cniVersion a response must carry, even for a config we then reject."""
-    if isinstance(data, dict) and isinstance(data.get("cniVersion"), str) and data["cniVersion"]:
-        return data["cniVersion"]
-    return DEFAULT_VERSION
-
-
-def load(stdin: bytes, command: str) -> NetConf:
-    data = decode(stdin)
+def load(data, stdin: bytes, command: str) -> NetConf:
+    """`data` is stdin already decoded (see decode): the entry point reads it
+    first for the debug settings, and once is enough."""
     if not isinstance(data, dict):
         raise CniError(DECODING_FAILURE, "the network configuration must be a JSON object, "
                        f"not {type(data).__name__}")

@@ -30,7 +30,7 @@ def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
         echo = _echo(env, data, environ)
         echo(f"# request: {json.dumps({k: v for k, v in environ.items() if k.startswith('CNI_')})}")
         echo(f"# stdin: {stdin.decode(errors='replace')}")
-        result = _dispatch(env, stdin, echo, environ)
+        result = _dispatch(env, data, stdin, echo, environ)
         if result is not None:
             echo(f"# response: {json.dumps(result)}")
             _print(result, stdout)
@@ -46,10 +46,10 @@ def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
     return 1
 
 
-def _dispatch(env, stdin: bytes, echo, environ) -> dict | None:
+def _dispatch(env, data, stdin: bytes, echo, environ) -> dict | None:
     from . import config, operations, results
     from .runner import Runner
-    conf = config.load(stdin, env.command)
+    conf = config.load(config.decode(stdin) if data is None else data, stdin, env.command)
     timeout = float(environ.get("IPVLAN_IP_TIMEOUT") or conf.timeout)
     run = Runner(echo, timeout)
     if env.command == "ADD":

@@ -38,8 +38,27 @@ def parse(data: dict, default_version: str, what: str) -> dict:
     found = validation.problems(schema_for(version), {**data, "cniVersion": version})
     if found:
         raise CniError(DECODING_FAILURE, f"{what} is not a valid {version} result: " + "; ".join(found))
-    if _SHAPE[version] == "0.2":
-        return _from_legacy(data)
+    result = _from_legacy(data) if _SHAPE[version] == "0.2" else _from_current(data)
+    try:
+        _check_addresses(result)
+    except ValueError as e:
+        raise CniError(DECODING_FAILURE, f"{what} holds an invalid address: {e}")
+    return result
+
+
+def _check_addresses(result: dict) -> None:
+    """The schema only checks the characters; ipaddress checks the values."""
+    for ip in result["ips"]:
+        ipaddress.ip_interface(ip["address"])
+        if ip.get("gateway"):
+            ipaddress.ip_address(ip["gateway"])
+    for route in result["routes"]:
+        ipaddress.ip_network(route["dst"], strict=False)
+        if route.get("gw"):
+            ipaddress.ip_address(route["gw"])
+
+
+def _from_current(data: dict) -> dict:
     result = {
         "interfaces": [dict(i) for i in data.get("interfaces", [])],
         "ips": [{k: v for k, v in ip.items() if k != "version"} for ip in data.get("ips", [])],

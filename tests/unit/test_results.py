@@ -46,5 +46,8 @@ def test_parse_rejects_wrong_shapes_and_versions():
         results.parse({"cniVersion": "1.0.0", "ips": [{"address": "not-an-ip"}]}, "1.0.0", "IPAM result")
     assert e.value.code == 6 and "$.ips[0].address" in e.value.details
     with pytest.raises(CniError) as e:
+        results.parse({"cniVersion": "1.0.0", "ips": [{"address": "999.1.1.1/24"}]}, "1.0.0", "IPAM result")
+    assert e.value.code == 6 and "999.1.1.1" in e.value.details
+    with pytest.raises(CniError) as e:
         results.parse({"cniVersion": "7.0.0"}, "1.0.0", "IPAM result")
     assert e.value.code == 1
