@@ -7,16 +7,41 @@ from . import __version__
 from .versions import SUPPORTED_VERSIONS
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, not argparse's usage block: the reason and where to look.
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ipvlan-ip",
         description="A CNI plugin that gives a container an ipvlan interface through iproute2. "
                     "Run with CNI_COMMAND set (as container runtimes do) it is the plugin; "
                     "without it, these subcommands help people.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("version", help="print the program version and the CNI versions it speaks")
     check = sub.add_parser("validate", help="check a network config or conflist against the schemas")
     check.add_argument("file", help="a .conf or .conflist file, or - for stdin")
+    plan = sub.add_parser("plan", help="print the ip commands a CNI call would run, running nothing")
+    plan.add_argument("config", help="the plugin's network config file, or - for stdin")
+    plan.add_argument("--netns", required=True, help="CNI_NETNS, e.g. /run/netns/blue")
+    plan.add_argument("--ifname", required=True, help="CNI_IFNAME, e.g. eth0")
+    plan.add_argument("--command", default="ADD", choices=["ADD", "DEL", "CHECK"])
+    plan.add_argument("--ipam-result", metavar="FILE", help="an IPAM result (JSON) to use for the addresses")
+    run = sub.add_parser("conflist", help="attach or detach a netns with a conflist, as a runtime (libcni) would")
+    run.add_argument("action", choices=["ADD", "CHECK", "DEL"])
+    run.add_argument("file", help="the .conflist file")
+    run.add_argument("--netns", default="", help="CNI_NETNS (may be omitted for DEL)")
+    run.add_argument("--ifname", default="eth0")
+    run.add_argument("--container-id", required=True)
+    run.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni", help="where the plugins are (CNI_PATH)")
+    run.add_argument("--cache-dir", default="/var/lib/cni/results", help="where ADD results are kept")
+    run.add_argument("--args", default="", help="CNI_ARGS, K=V;K=V")
+    inst = sub.add_parser("install", help="put a launcher for this installation into the CNI bin dir")
+    inst.add_argument("--cni-bin-dir", default="/opt/cni/bin")
+    inst.add_argument("--name", default="ipvlan-ip", help="file name, which is the config's \"type\"")
+    inst.add_argument("--force", action="store_true", help="replace a file this command did not write")
     return parser
 
 
@@ -26,14 +51,56 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
-    if args.command == "version":
+    if args.subcommand == "version":
         print(f"ipvlan-ip {__version__}")
         print(f"CNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}")
         return 0
-    if args.command == "validate":
+    if args.subcommand == "validate":
         return validate(args.file)
+    if args.subcommand == "plan":
+        return _plan(args)
+    if args.subcommand == "install":
+        return _install(args)
+    if args.subcommand == "conflist":
+        return _conflist(args)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"ipvlan-ip: {message}", file=sys.stderr)
+    return status
+
+
+def _read(path: str) -> bytes:
+    return sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+
+
+def _plan(args) -> int:
+    import json
+    from .errors import CniError
+    from .plan import plan
+    try:
+        conf = _read(args.config)
+        ipam_result = json.loads(_read(args.ipam_result)) if args.ipam_result else None
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot read input: {e}", 2)
+    try:
+        sys.stdout.write(plan(conf, args.netns, args.ifname, args.command, ipam_result))
+    except CniError as e:
+        return _fail(e.details, 1)
+    return 0
+
+
+def _install(args) -> int:
+    from .install import install
+    try:
+        print(f"installed {install(args.cni_bin_dir, args.name, args.force)}")
+    except ValueError as e:
+        return _fail(str(e), 1)
+    except OSError as e:
+        return _fail(f"cannot write the launcher: {e}", 1)
+    return 0
 
 
 def validate(path: str) -> int:
@@ -41,11 +108,9 @@ def validate(path: str) -> int:
     import json
     from . import validation
     try:
-        text = sys.stdin.read() if path == "-" else open(path).read()
-        data = json.loads(text)
+        data = json.loads(_read(path))
     except (OSError, ValueError) as e:
-        print(f"ipvlan-ip: cannot read {path}: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"cannot read {path}: {e}", 2)
     problems = []
     if isinstance(data, dict) and isinstance(data.get("plugins"), list):
         # A conflist: the runtime adds name and cniVersion to each plugin's config.
@@ -61,3 +126,28 @@ def validate(path: str) -> int:
     if not problems:
         print(f"{path}: valid")
     return 1 if problems else 0
+
+
+def _conflist(args) -> int:
+    import json
+    from .conflist import Conflist
+    from .environment import CniEnv
+    from .errors import CniError
+    from .runner import Runner
+    try:
+        data = json.loads(_read(args.file))
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot read {args.file}: {e}", 2)
+    paths = tuple(p for p in args.cni_path.split(":") if p)
+    env = CniEnv(command=args.action, container_id=args.container_id, netns=args.netns, ifname=args.ifname,
+                 path=paths, raw={"CNI_ARGS": args.args} if args.args else {})
+    try:
+        conflist = Conflist(data, paths, args.cache_dir)
+        if args.action == "ADD":
+            print(json.dumps(conflist.add(Runner(), env), indent=2))
+        else:
+            (conflist.check if args.action == "CHECK" else conflist.delete)(Runner(), env)
+    except CniError as e:
+        print(json.dumps(e.as_result(data.get("cniVersion", "1.0.0"))))
+        return _fail(e.details, 1)
+    return 0

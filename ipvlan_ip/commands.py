@@ -13,6 +13,7 @@ Three processes make an ADD:
                                  ip -n NS -j -force -batch -   (rename, addresses, up, routes, show)
 """
 
+import os
 from dataclasses import dataclass
 
 from .results import family
@@ -67,6 +68,15 @@ class Addressing:
     routes: tuple[dict, ...] = ()
 
 
+NAMED_NETNS_DIRS = ("/run/netns", "/var/run/netns")
+
+
+def netns_at(path: str) -> Netns:
+    """CNI_NETNS as a Netns: named when it is a file under /run/netns."""
+    parent, name = os.path.split(os.path.normpath(path))
+    return Netns(path, name if parent in NAMED_NETNS_DIRS else "")
+
+
 def ip(netns: Netns | None, *args: str) -> tuple[str, ...]:
     """`ip ARGS`, run inside `netns` when given."""
     if netns is None:
@@ -92,8 +102,12 @@ def _line(*words: str) -> str:
     return " ".join(batch_word(w) for w in words)
 
 
-def show_link(netns: Netns | None, name: str) -> Command:
-    return Command(f"read interface {name}", ip(netns, "-j", "-d", "link", "show", "dev", name))
+def show_link(netns: Netns | None, name: str, why: str = "") -> Command:
+    return Command(why or f"read interface {name}", ip(netns, "-j", "-d", "link", "show", "dev", name))
+
+
+def show_master(netns: Netns | None, name: str) -> Command:
+    return show_link(netns, name, f"read master {name}: it must exist, be up and not be an ipvlan link")
 
 
 def show_default_routes(netns: Netns | None, version: int) -> Command:
@@ -148,6 +162,13 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing) -> Com
     lines.append(_line("link", "show", "dev", spec.ifname))
     return Command(f"configure {spec.ifname} in {target.path}: name, addresses, up, routes, read back",
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
+
+
+def link_steps(spec: LinkSpec, target: Netns, in_container: bool,
+               addressing: Addressing) -> list[Command | SysctlWrite]:
+    """What ADD does once the master is known and the addresses allocated."""
+    return [create_link(spec, target, in_container), *notify_sysctls(target, spec.tmp_name, addressing),
+            configure_link(target, spec, addressing)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:

@@ -10,24 +10,24 @@ from .environment import CniEnv
 from .errors import CniError, INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE
 
 
-def find_plugin(plugin_type: str, env: CniEnv) -> str:
-    if not env.path:
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_PATH is empty, so the IPAM plugin {plugin_type!r} cannot be found")
-    for directory in env.path:
+def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
+    if not paths:
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_PATH is empty, so plugin {plugin_type!r} cannot be found")
+    for directory in paths:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise CniError(INVALID_CONFIG, f"could not find IPAM plugin {plugin_type!r} in CNI_PATH {':'.join(env.path)}")
+    raise CniError(INVALID_CONFIG, f"could not find plugin {plugin_type!r} in CNI_PATH {':'.join(paths)}")
 
 
 def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None = None) -> str:
     """Run the IPAM plugin for `command`; its stdout, or its own error raised as ours."""
-    path = find_plugin(conf.ipam_type, env)
+    path = find_plugin(conf.ipam_type, env.path)
     child_env = {**os.environ, **env.raw, "CNI_COMMAND": command}
     code, out = run.run_plugin(path, child_env, conf.stdin if stdin is None else stdin)
     if code == 0:
         return out
-    raise _error_from(out, code, conf.ipam_type, command)
+    raise plugin_error(out, code, f"IPAM plugin {conf.ipam_type!r}", command)
 
 
 def add(run, conf: NetConf, env: CniEnv) -> dict:
@@ -44,14 +44,14 @@ def add(run, conf: NetConf, env: CniEnv) -> dict:
         raise CniError(IPAM_FAILURE, e.details)
 
 
-def _error_from(out: str, code: int, plugin_type: str, command: str) -> CniError:
-    """The IPAM plugin's own CNI error when it printed one, so that its code reaches the runtime."""
+def plugin_error(out: str, code: int, plugin: str, command: str) -> CniError:
+    """A delegated plugin's own CNI error when it printed one, so that its code reaches the runtime."""
     try:
         err = json.loads(out)
         if isinstance(err, dict) and isinstance(err.get("code"), int) and err["code"] > 0:
             details = err.get("details") or err.get("msg") or ""
-            return CniError(err["code"], f"IPAM plugin {plugin_type!r} {command}: {details}",
+            return CniError(err["code"], f"{plugin} {command}: {details}",
                             str(err.get("msg") or "IPAM plugin failed"))
     except ValueError:
         pass
-    return CniError(IPAM_FAILURE, f"IPAM plugin {plugin_type!r} {command} exited {code}: {out.strip()[:500]}")
+    return CniError(IPAM_FAILURE, f"{plugin} {command} exited {code}: {out.strip()[:500]}")

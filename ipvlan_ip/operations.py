@@ -16,16 +16,10 @@ from .errors import (CniError, CHECK_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMEN
                      MASTER_FAILURE, NOT_AVAILABLE)
 from .runner import CommandFailed
 
-NAMED_NETNS_DIRS = ("/run/netns", "/var/run/netns")
-
-
 def resolve_netns(path: str) -> Netns:
-    """CNI_NETNS as a Netns; named when it is a file under /run/netns."""
     if not os.path.exists(path):
         raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} does not exist")
-    parent = os.path.realpath(os.path.dirname(path))
-    named = any(parent == os.path.realpath(d) for d in NAMED_NETNS_DIRS)
-    return Netns(path, os.path.basename(path) if named else "")
+    return commands.netns_at(path)
 
 
 # ---------------------------------------------------------------- ADD
@@ -80,7 +74,7 @@ def master_name(conf: NetConf, run, netns: Netns | None) -> str:
 def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
     where = f" in {netns.path}" if netns else ""
     try:
-        link = run.run_json(commands.show_link(netns, name))[0][0]
+        link = run.run_json(commands.show_master(netns, name))[0][0]
     except CommandFailed as e:
         raise CniError(MASTER_FAILURE, f"failed to lookup master {name!r}{where}: {e.stderr.strip()}")
     if link.get("linkinfo", {}).get("info_kind") == "ipvlan":
@@ -118,17 +112,17 @@ def _master_from_ipam(found: dict) -> str:
 
 def _create_and_configure(run, conf, target: Netns, spec: LinkSpec, addressing: Addressing, undo) -> str:
     """Create the link, configure it; the MAC read back from the kernel."""
+    create, *sysctls, configure = commands.link_steps(spec, target, conf.link_in_container, addressing)
     try:
-        run.run(commands.create_link(spec, target, conf.link_in_container))
+        run.run(create)
     except CommandFailed as e:
         raise _explain_create_failure(e, spec)
     current = [spec.tmp_name]
     undo.append(lambda: run.run(commands.delete_link(target, current[0])))
 
-    for write in commands.notify_sysctls(target, spec.tmp_name, addressing):
+    for write in sysctls:
         run.write_sysctl(write)
 
-    configure = commands.configure_link(target, spec, addressing)
     docs, failures = run.run_batch(configure)
     if configure.batch[0] not in (f.line for f in failures):
         current[0] = spec.ifname
@@ -233,7 +227,7 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
         ipam.execute(run, conf, env, "STATUS")
     if conf.master and not conf.master_from_ipam and not conf.link_in_container:
         try:
-            run.run_json(commands.show_link(None, conf.master))
+            run.run_json(commands.show_master(None, conf.master))
         except CommandFailed as e:
             raise CniError(NOT_AVAILABLE, f"master {conf.master!r} does not exist: {e.stderr.strip()}")
 

@@ -29,7 +29,7 @@ def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
         env = read_environment(environ)
         echo = _echo(env, data, environ)
         echo(f"# request: {json.dumps({k: v for k, v in environ.items() if k.startswith('CNI_')})}")
-        echo(f"# stdin: {stdin.decode(errors='replace')}")
+        echo(f"# stdin: {stdin.decode(errors='replace').strip()}")
         result = _dispatch(env, data, stdin, echo, environ)
         if result is not None:
             echo(f"# response: {json.dumps(result)}")

@@ -153,7 +153,7 @@ class Runner:
 
     def _announce(self, step) -> None:
         if self.echo.active:
-            self.echo(shell_line(step))
+            self.echo(f"# {step.why}\n{shell_line(step)}")
 
     def _outcome(self, code: int, start: float) -> None:
         if self.echo.active:

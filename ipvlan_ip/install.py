@@ -1,0 +1,36 @@
+"""`ipvlan-ip install`: a launcher in the CNI bin dir that runs this installation.
+
+The launcher is a Python script whose #! line is this interpreter (the venv's
+python), so a runtime's exec of $CNI_PATH/ipvlan-ip starts no shell first."""
+
+import os
+import sys
+from pathlib import Path
+
+MARK = "# written by `ipvlan-ip install`"
+
+
+def launcher() -> str:
+    return (f"#!{sys.executable}\n{MARK}: runs the ipvlan-ip installed for this Python.\n"
+            "from ipvlan_ip.main import main\n\nmain()\n")
+
+
+def install(bin_dir: str, name: str, force: bool) -> str:
+    """Write the launcher; the path written. Refuses (ValueError) to replace a
+    file it did not write unless forced."""
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"--name {name!r} must be a plain file name")
+    target = Path(bin_dir) / name
+    if target.exists() and not force:
+        try:
+            ours = MARK in target.read_text(errors="replace")
+        except OSError:
+            ours = False
+        if not ours:
+            raise ValueError(f"{target} exists and was not written by ipvlan-ip install; use --force to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{name}.tmp{os.getpid()}")
+    tmp.write_text(launcher())
+    tmp.chmod(0o755)
+    os.replace(tmp, target)   # a runtime exec'ing it meanwhile sees the old or the new file, never half
+    return str(target)

@@ -1,0 +1,81 @@
+"""`ipvlan-ip plan`: the commands a CNI call would run, as a shell script,
+built by the same builder functions the plugin executes, and run by nobody.
+
+No IPAM plugin is run: addresses come from an IPAM result given on the
+command line, or are placeholders from the documentation ranges, said so.
+"""
+
+import json
+
+from . import commands, config, results
+from .commands import Addressing, LinkSpec
+from .runner import shell_line
+
+# At run time the temporary name is random (ipvl + 8 hex digits).
+TMP_NAME = "ipvlXXXXXXXX"
+PLACEHOLDER = {"interfaces": [],
+               "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1"}],
+               "routes": [{"dst": "0.0.0.0/0"}]}
+
+
+def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
+         ipam_result: dict | None = None) -> str:
+    conf = config.load(config.decode(conf_text), conf_text, command)
+    target = commands.netns_at(netns_path)
+    out = ["#!/bin/sh",
+           f"# ipvlan-ip plan: {command} of network {conf.name!r} for CNI_NETNS={netns_path} CNI_IFNAME={ifname}",
+           "# Nothing here has been run. The IPAM plugin is not run either: its steps are comments."]
+
+    def step(s) -> None:
+        out.append(f"# {s.why}")
+        out.append(shell_line(s))
+
+    def ipam(cni_command: str, purpose: str) -> None:
+        if conf.ipam_type:
+            out.append(f"# {purpose}: CNI_COMMAND={cni_command} $CNI_PATH/{conf.ipam_type} < config (same environment)")
+
+    master_ns = target if conf.link_in_container else None
+    if command == "DEL":
+        ipam("DEL", "release the addresses")
+        step(commands.delete_link(target, ifname))
+    elif command == "CHECK":
+        ipam("CHECK", "ask IPAM whether the reservation still holds")
+        if conf.master and not conf.master_from_ipam:
+            step(commands.show_master(master_ns, conf.master))
+        step(commands.inspect_container(target, ifname))
+    else:
+        found = _addresses(conf, ipam_result, out)
+        if conf.master_from_ipam:
+            ipam("ADD", "allocate addresses")
+            names = [i.get("name") for i in found.get("interfaces", [])]
+            master = names[0] if len(names) == 1 and names[0] else "<INTERFACE-NAMED-BY-IPAM>"
+            step(commands.show_master(master_ns, master))
+        else:
+            master = _master(conf, master_ns, step)
+            step(commands.show_master(master_ns, master))
+            ipam("ADD", "allocate addresses")
+        spec = LinkSpec(master=master, tmp_name=TMP_NAME, ifname=ifname, mode=conf.mode, flag=conf.flag,
+                        mtu=conf.mtu)
+        addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
+        for s in commands.link_steps(spec, target, conf.link_in_container, addressing):
+            step(s)
+    return "\n".join(out) + "\n"
+
+
+def _master(conf, master_ns, step) -> str:
+    if conf.master:
+        return conf.master
+    if conf.prev_result is not None and len(conf.prev_result["interfaces"]) == 1:
+        return conf.prev_result["interfaces"][0]["name"]
+    step(commands.show_default_routes(master_ns, 4))
+    return "<DEFAULT-ROUTE-INTERFACE>"
+
+
+def _addresses(conf, ipam_result: dict | None, out: list[str]) -> dict:
+    if conf.ipam_type and ipam_result is not None:
+        return results.parse(ipam_result, conf.cni_version, "the IPAM result")
+    if not conf.ipam_type and conf.prev_result and conf.prev_result["ips"]:
+        return conf.prev_result
+    out.append(f"# PLACEHOLDER addresses ({json.dumps(PLACEHOLDER['ips'])}, routes "
+               f"{json.dumps(PLACEHOLDER['routes'])}): give --ipam-result FILE for the real ones.")
+    return PLACEHOLDER
