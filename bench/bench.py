@@ -1,0 +1,189 @@
+"""ipvlan-ip against Debian's Go ipvlan plugin (/usr/lib/cni/ipvlan), same kernel,
+same config, same host-local IPAM.
+
+    ./bench/run [--cycles N] [--links N]
+
+Prints, for each plugin, the median wall time of ADD and of DEL over N
+interleaved ADD+DEL cycles and the ratio ipvlan-ip / Go; the processes one ADD
+and one DEL execute, counted by strace from the kernel's side; ADD time with 1
+and with --links ipvlan links already on the master; and, natively on this
+host, the start-up cost of VERSION and of `plan` against `python -c pass`.
+The kernel part runs in the qemu VM when this kernel has no ipvlan.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from vm import host_has_ipvlan, run_in_vm  # noqa: E402
+
+OURS = str(REPO / ".venv" / "bin" / "ipvlan-ip")
+GO = "/usr/lib/cni/ipvlan"
+PLUGINS = {"ipvlan-ip": OURS, "go ipvlan": GO}
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def timed(argv, stdin: bytes = b"", env=None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, input=stdin, env=env, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"bench: {argv[0]} failed: {done.stdout.decode()} {done.stderr.decode()}")
+    return elapsed
+
+
+def cni_env(command: str, netns: str, container: str) -> dict:
+    return {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+            "CNI_NETNS": f"/run/netns/{netns}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+
+
+def conf(master: str, data_dir: str) -> bytes:
+    return json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "ipvlan", "master": master,
+                       "ipam": {"type": "host-local", "subnet": "10.123.0.0/16", "dataDir": data_dir}}).encode()
+
+
+def cycle(plugin: str, stdin: bytes, netns: str) -> tuple[float, float]:
+    container = f"b{uuid.uuid4().hex[:10]}"
+    add = timed([plugin], stdin, cni_env("ADD", netns, container))
+    delete = timed([plugin], stdin, cni_env("DEL", netns, container))
+    return add, delete
+
+
+def processes(plugin: str, command: str, stdin: bytes, netns: str, container: str, workdir: str) -> dict:
+    """Processes one call executes, from strace's record of successful execve calls."""
+    log = f"{workdir}/strace-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", log, plugin], input=stdin,
+                   env=cni_env(command, netns, container), capture_output=True, check=True)
+    kinds = {"ip": 0, "IPAM": 0, "other": 0}
+    execs = [line for line in Path(log).read_text().splitlines() if "execve(" in line and line.rstrip().endswith("= 0")]
+    for line in execs[1:]:                       # the first is the plugin itself
+        name = os.path.basename(line.split('execve("', 1)[1].split('"', 1)[0])
+        kinds["ip" if name == "ip" else "IPAM" if name == "host-local" else "other"] += 1
+    return kinds
+
+
+def kernel_part(cycles: int, links: int) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="ipvlan-bench-") as workdir:
+        master = f"bm{uuid.uuid4().hex[:6]}"
+        netns = {name: f"bench-{i}-{uuid.uuid4().hex[:6]}" for i, name in enumerate(PLUGINS)}
+        sh("ip", "link", "add", master, "type", "veth", "peer", "name", master + "p")
+        sh("ip", "link", "set", master, "up")
+        for ns in netns.values():
+            sh("ip", "netns", "add", ns)
+        try:
+            stdin = {name: conf(master, f"{workdir}/ipam-{i}") for i, name in enumerate(PLUGINS)}
+            for name, plugin in PLUGINS.items():       # warm the page cache
+                cycle(plugin, stdin[name], netns[name])
+            times = {name: ([], []) for name in PLUGINS}
+            for _ in range(cycles):
+                for name, plugin in PLUGINS.items():   # interleaved, so drift hits both alike
+                    add, delete = cycle(plugin, stdin[name], netns[name])
+                    times[name][0].append(add)
+                    times[name][1].append(delete)
+            out["median"] = {name: {"ADD": statistics.median(a), "DEL": statistics.median(d)}
+                             for name, (a, d) in times.items()}
+            out["processes"] = {}
+            for name, plugin in PLUGINS.items():
+                out["processes"][name] = {c: processes(plugin, c, stdin[name], netns[name], "counted", workdir)
+                                          for c in ("ADD", "DEL")}
+            def add_median() -> dict:
+                return {name: statistics.median([cycle(plugin, stdin[name], netns[name])[0]
+                                                 for _ in range(max(3, cycles // 3))])
+                        for name, plugin in PLUGINS.items()}
+            out["add_with_links"] = {1: add_median()}
+            others = "".join(f"link add link {master} name {master}s{n} type ipvlan mode l2\n" for n in range(links - 1))
+            subprocess.run(["ip", "-batch", "-"], input=others.encode(), check=True, capture_output=True)
+            out["add_with_links"][links] = add_median()
+        finally:
+            for ns in netns.values():
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", master], capture_output=True)   # takes its slaves along
+    return out
+
+
+def startup_part(runs: int) -> dict:
+    """Whole-process medians, natively."""
+    version_env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION"}
+    stdin = b'{"cniVersion": "1.0.0"}'
+    with tempfile.NamedTemporaryFile("wb", suffix=".conf") as f:
+        f.write(conf("eth0", "/nonexistent"))
+        f.flush()
+        cases = {
+            "python -c pass": ([str(REPO / ".venv" / "bin" / "python"), "-c", "pass"], b"", None),
+            "ipvlan-ip VERSION": ([OURS], stdin, version_env),
+            "go ipvlan VERSION": ([GO], stdin, version_env),
+            "ipvlan-ip plan ADD": ([OURS, "plan", f.name, "--netns", "/run/netns/x", "--ifname", "eth0"], b"", None),
+        }
+        return {name: statistics.median([timed(argv, data, env) for _ in range(runs)])
+                for name, (argv, data, env) in cases.items()}
+
+
+def report(kernel: dict, startup: dict | None, where: str) -> None:
+    ms = lambda s: f"{s * 1000:8.1f} ms"  # noqa: E731
+    med = kernel["median"]
+    print(f"\nADD and DEL, median of the cycles ({where})")
+    print(f"{'':12}{'ADD':>12}{'DEL':>12}{'ADD+DEL':>12}")
+    for name, m in med.items():
+        print(f"{name:12}{ms(m['ADD']):>12}{ms(m['DEL']):>12}{ms(m['ADD'] + m['DEL']):>12}")
+    ours, go = med["ipvlan-ip"], med["go ipvlan"]
+    print(f"{'ratio':12}{ours['ADD'] / go['ADD']:>12.2f}{ours['DEL'] / go['DEL']:>12.2f}"
+          f"{(ours['ADD'] + ours['DEL']) / (go['ADD'] + go['DEL']):>12.2f}")
+    print("\nprocesses executed per call (strace, execve)")
+    for name, per in kernel["processes"].items():
+        print(f"{name:12}" + "   ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+                                        for c, kinds in per.items()))
+    print("\nADD with links already on the master (median)")
+    for count, per in kernel["add_with_links"].items():
+        print(f"{count:>4} links  " + "   ".join(f"{name} {ms(t)}" for name, t in per.items()))
+    if startup:
+        print("\nstart-up, natively on this host (median whole process)")
+        for name, t in startup.items():
+            print(f"{name:22}{ms(t)}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--links", type=int, default=200)
+    parser.add_argument("--startup-runs", type=int, default=20)
+    parser.add_argument("--kernel-json", help=argparse.SUPPRESS)   # the VM's half writes its figures here
+    args = parser.parse_args(argv)
+    if args.kernel_json:
+        Path(args.kernel_json).write_text(json.dumps(kernel_part(args.cycles, args.links)))
+        return 0
+    startup = startup_part(args.startup_runs)
+    result_file = REPO / ".vm" / "bench-kernel.json"
+    result_file.parent.mkdir(exist_ok=True)
+    result_file.unlink(missing_ok=True)
+    argv_kernel = [".venv/bin/python", "bench/bench.py", "--cycles", str(args.cycles), "--links", str(args.links),
+                   "--kernel-json", str(result_file)]
+    if host_has_ipvlan():
+        where = "host kernel"
+        rc = subprocess.run(argv_kernel, cwd=REPO).returncode
+    else:
+        where = "qemu VM, software CPU"
+        rc = run_in_vm(argv_kernel)
+    if rc or not result_file.exists():
+        print("bench: the kernel part failed", file=sys.stderr)
+        return 1
+    kernel = json.loads(result_file.read_text())
+    kernel["add_with_links"] = {int(k): v for k, v in kernel["add_with_links"].items()}
+    report(kernel, startup, where)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
