@@ -6,7 +6,6 @@ commands.py and every execution goes through the runner `run`.
 
 import ipaddress
 import os
-import secrets
 
 from . import commands, ipam
 from .commands import Addressing, LinkSpec, Netns
@@ -34,7 +33,7 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         addressing_result = _addresses(conf, env, run, undo)
         if master is None:
             master = lookup_master(run, conf, _master_from_ipam(addressing_result), master_ns)
-        spec = LinkSpec(master=master["ifname"], tmp_name=f"ipvl{secrets.token_hex(4)}", ifname=env.ifname,
+        spec = LinkSpec(master=master["ifname"], tmp_name=f"ipvl{os.urandom(4).hex()}", ifname=env.ifname,
                         mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
         addressing = Addressing(tuple(addressing_result["ips"]), tuple(addressing_result["routes"]))
         mac = _create_and_configure(run, conf, target, spec, addressing, undo)

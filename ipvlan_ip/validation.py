@@ -5,15 +5,18 @@ never needs it, and its import is the largest part of the plugin's start-up.
 """
 
 import json
+import os
 from functools import cache
-from importlib import resources
 
-_PACKAGE = "ipvlan_ip.schemas"
+# Next to this file, in the installed package too (importlib.resources would
+# find them as well, at a start-up cost that every plugin call pays).
+_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 
 
 @cache
 def _load(name: str) -> dict:
-    return json.loads(resources.files(_PACKAGE).joinpath(f"{name}.schema.json").read_text())
+    with open(os.path.join(_DIR, f"{name}.schema.json")) as f:
+        return json.load(f)
 
 
 @cache
@@ -30,8 +33,7 @@ def _validator(name: str):
 
 
 def _names() -> list[str]:
-    return [p.name.removesuffix(".schema.json")
-            for p in resources.files(_PACKAGE).iterdir() if p.name.endswith(".schema.json")]
+    return [f.removesuffix(".schema.json") for f in os.listdir(_DIR) if f.endswith(".schema.json")]
 
 
 def problems(name: str, instance) -> list[str]:
