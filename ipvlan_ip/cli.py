@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("config", help="the plugin's network config file, or - for stdin")
     plan.add_argument("--netns", required=True, help="CNI_NETNS, e.g. /run/netns/blue")
     plan.add_argument("--ifname", required=True, help="CNI_IFNAME, e.g. eth0")
+    plan.add_argument("--container-id", default="example", help="CNI_CONTAINERID (names the temporary link)")
     plan.add_argument("--command", default="ADD", choices=["ADD", "DEL", "CHECK"])
     plan.add_argument("--ipam-result", metavar="FILE", help="an IPAM result (JSON) to use for the addresses")
     run = sub.add_parser("conflist", help="attach or detach a netns with a conflist, as a runtime (libcni) would")
@@ -86,7 +87,7 @@ def _plan(args) -> int:
     except (OSError, ValueError) as e:
         return _fail(f"cannot read input: {e}", 2)
     try:
-        sys.stdout.write(plan(conf, args.netns, args.ifname, args.command, ipam_result))
+        sys.stdout.write(plan(conf, args.netns, args.ifname, args.command, ipam_result, args.container_id))
     except CniError as e:
         return _fail(e.details, 1)
     return 0

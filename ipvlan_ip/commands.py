@@ -14,6 +14,7 @@ Three processes make an ADD:
 """
 
 import os
+import zlib
 from dataclasses import dataclass
 
 from .results import family
@@ -75,6 +76,15 @@ def netns_at(path: str) -> Netns:
     """CNI_NETNS as a Netns: named when it is a file under /run/netns."""
     parent, name = os.path.split(os.path.normpath(path))
     return Netns(path, name if parent in NAMED_NETNS_DIRS else "")
+
+
+def temporary_name(container_id: str, ifname: str) -> str:
+    """The link's name until it is renamed to CNI_IFNAME inside the container.
+    Derived from the attachment, not random, so that a DEL after a crash
+    between create and rename knows what to remove; it only has to be unique
+    in the container's netns, where the link is created."""
+    # crc32 rather than hashlib: loading OpenSSL would cost every call start-up time.
+    return f"ipvl{zlib.crc32(f'{container_id}/{ifname}'.encode()):08x}"
 
 
 def ip(netns: Netns | None, *args: str) -> tuple[str, ...]:
@@ -204,6 +214,14 @@ def route_words(route: dict) -> list[str]:
 def delete_link(netns: Netns, name: str) -> Command:
     return Command(f"delete {name} in {netns.path}", ip(netns, "link", "del", "dev", name),
                    ok_if=("Cannot find device",))
+
+
+def remove_attachment(netns: Netns, ifname: str, tmp_name: str) -> Command:
+    """DEL's one command: the link, and its temporary name in case an ADD died
+    before renaming it. A missing one is a failed line the caller forgives."""
+    return Command(f"delete {ifname} (or a leftover {tmp_name}) in {netns.path}",
+                   ip(netns, "-force", "-batch", "-"),
+                   (_line("link", "del", "dev", ifname), _line("link", "del", "dev", tmp_name)))
 
 
 def inspect_container(netns: Netns, ifname: str) -> Command:

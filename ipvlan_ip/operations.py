@@ -33,7 +33,7 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         addressing_result = _addresses(conf, env, run, undo)
         if master is None:
             master = lookup_master(run, conf, _master_from_ipam(addressing_result), master_ns)
-        spec = LinkSpec(master=master["ifname"], tmp_name=f"ipvl{os.urandom(4).hex()}", ifname=env.ifname,
+        spec = LinkSpec(master=master["ifname"], tmp_name=commands.temporary_name(env.container_id, env.ifname), ifname=env.ifname,
                         mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
         addressing = Addressing(tuple(addressing_result["ips"]), tuple(addressing_result["routes"]))
         mac = _create_and_configure(run, conf, target, spec, addressing, undo)
@@ -91,8 +91,10 @@ def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
 def _addresses(conf: NetConf, env: CniEnv, run, undo: list) -> dict:
     """The IPs and routes to configure: from IPAM, or from a chained prevResult."""
     if conf.ipam_type:
-        found = ipam.add(run, conf, env)
+        # Registered first: the spec asks for DEL after a failed IPAM ADD too,
+        # which may have reserved an address before failing (or being killed).
         undo.append(lambda: ipam.execute(run, conf, env, "DEL"))
+        found = ipam.add(run, conf, env)
         if not found["ips"]:
             raise CniError(INVALID_CONFIG, f"IPAM plugin {conf.ipam_type!r} returned no IP configuration")
         return found
@@ -152,8 +154,17 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
         ipam.execute(run, conf, env, "DEL")
     if not env.netns or not os.path.exists(env.netns):
         return
-    cmd = commands.delete_link(resolve_netns(env.netns), env.ifname)
-    run.run(commands.Command(cmd.why, cmd.argv, ok_if=GONE))
+    cmd = commands.remove_attachment(resolve_netns(env.netns), env.ifname,
+                                     commands.temporary_name(env.container_id, env.ifname))
+    try:
+        _, failures = run.run_batch(cmd)
+    except CommandFailed as e:
+        if any(text in e.stderr for text in GONE):
+            return
+        raise
+    for failure in failures:
+        if "Cannot find device" not in failure.message:
+            raise CniError(LINK_FAILURE, f"failed to `{failure.line}` in {env.netns}: {failure.message}")
 
 
 # ---------------------------------------------------------------- CHECK

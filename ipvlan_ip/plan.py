@@ -11,19 +11,18 @@ from . import commands, config, results
 from .commands import Addressing, LinkSpec
 from .runner import shell_line
 
-# At run time the temporary name is random (ipvl + 8 hex digits).
-TMP_NAME = "ipvlXXXXXXXX"
 PLACEHOLDER = {"interfaces": [],
                "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1"}],
                "routes": [{"dst": "0.0.0.0/0"}]}
 
 
 def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
-         ipam_result: dict | None = None) -> str:
+         ipam_result: dict | None = None, container_id: str = "example") -> str:
     conf = config.load(config.decode(conf_text), conf_text, command)
     target = commands.netns_at(netns_path)
     out = ["#!/bin/sh",
-           f"# ipvlan-ip plan: {command} of network {conf.name!r} for CNI_NETNS={netns_path} CNI_IFNAME={ifname}",
+           f"# ipvlan-ip plan: {command} of network {conf.name!r} for CNI_CONTAINERID={container_id} "
+           f"CNI_NETNS={netns_path} CNI_IFNAME={ifname}",
            "# Nothing here has been run. The IPAM plugin is not run either: its steps are comments."]
 
     def step(s) -> None:
@@ -37,7 +36,7 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
     master_ns = target if conf.link_in_container else None
     if command == "DEL":
         ipam("DEL", "release the addresses")
-        step(commands.delete_link(target, ifname))
+        step(commands.remove_attachment(target, ifname, commands.temporary_name(container_id, ifname)))
     elif command == "CHECK":
         ipam("CHECK", "ask IPAM whether the reservation still holds")
         if conf.master and not conf.master_from_ipam:
@@ -54,7 +53,7 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             master = _master(conf, master_ns, step)
             step(commands.show_master(master_ns, master))
             ipam("ADD", "allocate addresses")
-        spec = LinkSpec(master=master, tmp_name=TMP_NAME, ifname=ifname, mode=conf.mode, flag=conf.flag,
+        spec = LinkSpec(master=master, tmp_name=commands.temporary_name(container_id, ifname), ifname=ifname, mode=conf.mode, flag=conf.flag,
                         mtu=conf.mtu)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
         for s in commands.link_steps(spec, target, conf.link_in_container, addressing):

@@ -303,3 +303,46 @@ def test_error_codes(master, netns, ipam_dir):
     assert reply.code == 1 and reply.out["code"] == 11       # IPAM's own code passes through
     assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []
     assert "Traceback" not in reply.stderr
+
+
+@pytest.mark.parametrize("master_name, ifname", [("-n", "dev"), ("help", "a;b#c")])
+def test_names_that_look_like_options_or_keywords_stay_names(master_name, ifname, netns, ipam_dir):
+    # In the container's netns (linkInContainer), so odd names never touch the host.
+    ip("link", "add", "name", master_name, "type", "veth", "peer", "name", "oddpeer", ns=netns)
+    ip("link", "set", "dev", master_name, "up", ns=netns)
+    conf = netconf(master_name, ipam_dir, linkInContainer=True)
+    path = f"/run/netns/{netns}"
+    result = ok(call_plugin("ADD", conf, path, ifname=ifname))
+    assert link_in(netns, ifname)["link"] == master_name
+    ok(call_plugin("CHECK", {**conf, "prevResult": result}, path, ifname=ifname))
+    ok(call_plugin("DEL", {**conf, "prevResult": result}, path, ifname=ifname))
+    assert ifname not in links_in(netns) and reservations(ipam_dir) == []
+
+
+def test_ipam_that_never_answers_is_killed_and_released(master, netns, tmp_path):
+    record = tmp_path / "calls"
+    conf = {"cniVersion": "1.0.0", "name": "slow", "type": "ipvlan-ip", "master": master, "timeout": 6,
+            "ipam": {"type": "test-ipam", "record": str(record), "sleep": {"ADD": 600}, "result": {}}}
+    reply = call_plugin("ADD", conf, f"/run/netns/{netns}")
+    assert reply.code == 1 and reply.out["code"] == 11 and "killed" in reply.out["details"]
+    assert [json.loads(l)["command"] for l in record.read_text().splitlines()] == ["ADD", "DEL"]
+    assert links_in(netns) == ["lo"]
+
+
+def test_del_after_a_crash_between_create_and_rename_removes_everything(master, netns, ipam_dir, tmp_path):
+    # An `ip` first in PATH that SIGKILLs the plugin right after the link exists.
+    wrapper = tmp_path / "bin" / "ip"
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\n/usr/sbin/ip "$@"; rc=$?\n'
+                       'case "$*" in *"link add"*) kill -9 $PPID;; esac\nexit $rc\n')
+    wrapper.chmod(0o755)
+    conf = netconf(master, ipam_dir)
+    path = f"/run/netns/{netns}"
+    crashed = call_plugin("ADD", conf, path, env={"PATH": f"{wrapper.parent}:/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert crashed.code == -9
+    assert [l for l in links_in(netns) if l.startswith("ipvl")] and reservations(ipam_dir)  # the mess is real
+
+    ok(call_plugin("DEL", conf, path))
+    assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []
+    ok(call_plugin("ADD", conf, path))
+    assert link_in(netns)["linkinfo"]["info_kind"] == "ipvlan"

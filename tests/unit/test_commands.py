@@ -73,3 +73,15 @@ def test_delete_and_inspect():
     inspect = commands.inspect_container(NAMED, "eth0")
     assert inspect.argv == ("ip", "-n", "blue", "-j", "-d", "-batch", "-")
     assert inspect.batch == ("address show dev eth0", "route show table all")
+
+
+def test_temporary_name_is_per_attachment_and_a_valid_interface_name():
+    a = commands.temporary_name("c1", "eth0")
+    assert a == commands.temporary_name("c1", "eth0") and len(a) == 12 and a.startswith("ipvl")
+    assert len({a, commands.temporary_name("c2", "eth0"), commands.temporary_name("c1", "eth1")}) == 3
+
+
+def test_del_removes_the_link_and_a_leftover_temporary_link_in_one_process():
+    cmd = commands.remove_attachment(NAMED, "eth0", "ipvl0123abcd")
+    assert cmd.argv == ("ip", "-n", "blue", "-force", "-batch", "-")
+    assert cmd.batch == ("link del dev eth0", "link del dev ipvl0123abcd")

@@ -34,7 +34,7 @@ def test_walkthrough_matches_the_code():
 
 
 def test_plan_is_the_builders_steps_in_order():
-    spec = LinkSpec(master="eth0", tmp_name="ipvlXXXXXXXX", ifname="net1")
+    spec = LinkSpec(master="eth0", tmp_name=commands.temporary_name("example", "net1"), ifname="net1")
     target = Netns("/run/netns/blue", "blue")
     addressing = commands.Addressing(tuple(IPAM["ips"]), tuple(IPAM["routes"]))
     expected = [commands.show_master(None, "eth0"), *commands.link_steps(spec, target, False, addressing)]
