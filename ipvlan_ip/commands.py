@@ -98,9 +98,10 @@ def ip(netns: Netns | None, *args: str) -> tuple[str, ...]:
 
 def batch_word(word: str) -> str:
     """`word` as iproute2's batch parser reads it back: a word that starts
-    with a quote or '#', or holds whitespace, would otherwise be split,
-    unquoted or taken for a comment."""
-    if word and not any(c in "\"'#" or c.isspace() for c in word):
+    with a quote, or holds whitespace, would otherwise be split or unquoted.
+    ('#' cannot be carried at all: iproute2 cuts the line there, so names
+    holding one are refused before they get here.)"""
+    if word and not any(c in "\"'" or c.isspace() for c in word):
         return word
     quote = '"' if '"' not in word else "'"
     if quote in word:

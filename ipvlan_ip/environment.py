@@ -47,6 +47,17 @@ def interface_name_problem(name: str) -> str | None:
     return None
 
 
+def _batch_problem(name: str) -> str | None:
+    """The kernel takes these, but the name must also pass through iproute2's
+    batch input, which cuts a line at '#' and has no escape for a word holding
+    both kinds of quote."""
+    if "#" in name:
+        return "holds '#', which iproute2's batch input reads as a comment"
+    if "'" in name and '"' in name:
+        return "holds both ' and \", which iproute2's batch input cannot quote"
+    return None
+
+
 def parse_cni_args(text: str) -> dict[str, str]:
     """`K=V;K=V` into a dict. Unknown keys are kept: Multus always sends
     `IgnoreUnknown=true;K8S_POD_NAME=…` and a plugin must not choke on them."""
@@ -87,7 +98,7 @@ def _validate_attachment(env: CniEnv) -> None:
         raise CniError(INVALID_ENVIRONMENT,
                        f"CNI_CONTAINERID {env.container_id!r} must start with a letter or digit "
                        "and hold only letters, digits, '_', '.' and '-'")
-    problem = interface_name_problem(env.ifname)
+    problem = interface_name_problem(env.ifname) or _batch_problem(env.ifname)
     if problem:
         raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {env.ifname!r} {problem}")
     if env.netns and not env.netns.startswith("/"):

@@ -9,11 +9,13 @@ import json
 import os
 import sys
 
-from .errors import CniError, INTERNAL
+from .errors import CniError, INTERNAL, INVALID_ENVIRONMENT
 from .versions import LATEST
 
 
-def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
+def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None) -> int:
+    """`make_runner(echo, timeout)` stands in for the real runner in tests that
+    must not touch the system."""
     environ = os.environ if environ is None else environ
     stdout = stdout or sys.stdout
     stdin = sys.stdin.buffer.read() if stdin is None else stdin
@@ -30,7 +32,7 @@ def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
         echo = _echo(env, data, environ)
         echo(f"# request: {json.dumps({k: v for k, v in environ.items() if k.startswith('CNI_')})}")
         echo(f"# stdin: {stdin.decode(errors='replace').strip()}")
-        result = _dispatch(env, data, stdin, echo, environ)
+        result = _dispatch(env, data, stdin, echo, environ, make_runner)
         if result is not None:
             echo(f"# response: {json.dumps(result)}")
             _print(result, stdout)
@@ -46,17 +48,29 @@ def main(environ=None, stdin: bytes | None = None, stdout=None) -> int:
     return 1
 
 
-def _dispatch(env, data, stdin: bytes, echo, environ) -> dict | None:
+def _dispatch(env, data, stdin: bytes, echo, environ, make_runner) -> dict | None:
     from . import config, operations, results
     from .runner import Runner
     conf = config.load(config.decode(stdin) if data is None else data, stdin, env.command)
-    timeout = float(environ.get("IPVLAN_IP_TIMEOUT") or conf.timeout)
-    run = Runner(echo, timeout)
+    timeout = _timeout(environ.get("IPVLAN_IP_TIMEOUT"), conf.timeout)
+    run = (make_runner or Runner)(echo, timeout)
     if env.command == "ADD":
         return results.render(operations.add(conf, env, run), conf.cni_version)
     {"DEL": operations.delete, "CHECK": operations.check,
      "STATUS": operations.status, "GC": operations.gc}[env.command](conf, env, run)
     return None
+
+
+def _timeout(text: str | None, configured: float) -> float:
+    if not text:
+        return configured
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not 1 <= seconds <= 3600:
+        raise CniError(INVALID_ENVIRONMENT, f"IPVLAN_IP_TIMEOUT {text!r} is not a number of seconds from 1 to 3600")
+    return seconds
 
 
 def _peek(stdin: bytes):

@@ -63,7 +63,8 @@ def test_sysctls_are_set_on_the_temporary_name_and_ipv6_only_when_needed():
     assert v6[0].path == "/proc/sys/net/ipv4/conf/ipvl1/arp_notify"
 
 
-@pytest.mark.parametrize("word, quoted", [("eth0", "eth0"), ("#x", '"#x"'), ('a"b', "'a\"b'"), ("-n", "-n")])
+@pytest.mark.parametrize("word, quoted", [("eth0", "eth0"), ("a b", '"a b"'), ('a"b', "'a\"b'"), ("-n", "-n"),
+                                          ("a;b", "a;b")])
 def test_batch_words_are_quoted_so_iproute2_reads_them_back(word, quoted):
     assert commands.batch_word(word) == quoted
 

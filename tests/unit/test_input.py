@@ -24,8 +24,9 @@ def answer(env, stdin):
 @pytest.mark.parametrize("change, code", [
     ({"CNI_COMMAND": None}, 4), ({"CNI_COMMAND": "FOO"}, 4), ({"CNI_IFNAME": None}, 4),
     ({"CNI_IFNAME": "a b"}, 4), ({"CNI_IFNAME": "a/b"}, 4), ({"CNI_IFNAME": "x" * 16}, 4),
-    ({"CNI_IFNAME": ".."}, 4), ({"CNI_CONTAINERID": "-x"}, 4), ({"CNI_CONTAINERID": ""}, 4),
+    ({"CNI_IFNAME": ".."}, 4), ({"CNI_IFNAME": "a#b"}, 4), ({"CNI_IFNAME": "a'b\"c"}, 4), ({"CNI_CONTAINERID": "-x"}, 4), ({"CNI_CONTAINERID": ""}, 4),
     ({"CNI_NETNS": None}, 4), ({"CNI_NETNS": "relative"}, 4),
+    ({"IPVLAN_IP_TIMEOUT": "soon"}, 4), ({"IPVLAN_IP_TIMEOUT": "0"}, 4), ({"IPVLAN_IP_TIMEOUT": "nan"}, 4),
 ])
 def test_bad_environment(change, code):
     env = {k: v for k, v in {**ENV, **change}.items() if v is not None}
