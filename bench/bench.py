@@ -116,7 +116,10 @@ def kernel_part(cycles: int, links: int) -> dict:
                 return {name: statistics.median([cycle(plugin, stdin[name], netns[name])[0]
                                                  for _ in range(max(1, cycles // 3))])
                         for name, plugin in PLUGINS.items()}
-            out["add_with_links"] = {1: add_median()}
+            out["add_with_links"] = {}
+            if links < 2:        # a smoke run
+                return out
+            out["add_with_links"][1] = add_median()
             others = "".join(f"link add link {master} name {master}s{n} type ipvlan mode l2\n" for n in range(links - 1))
             subprocess.run(["ip", "-batch", "-"], input=others.encode(), check=True, capture_output=True)
             out["add_with_links"][links] = add_median()

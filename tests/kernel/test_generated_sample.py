@@ -18,7 +18,7 @@ def test_generated_inputs_leave_nothing_behind(make_master, make_netns, tmp_path
     ipam = host_local(ipam_dir, subnet="10.90.0.0/24", gateway="10.90.0.1")
     path = f"/run/netns/{netns}"
 
-    @settings(max_examples=16, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=10, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.sampled_from(["ADD"] * 3 + ["DEL", "CHECK"]), configs(master=master, ipam=ipam))
     def check(command, stdin):
