@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from .conftest import call_plugin, ip, ipj, reservations
+from .conftest import call_plugin, ip, reservations
 from .test_plugin import link_in, links_in, netconf, ok
 
 

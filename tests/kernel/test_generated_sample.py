@@ -2,7 +2,6 @@
 the real plugin: a failure leaves nothing in the netns and nothing reserved;
 a success is undone by DEL."""
 
-import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from .conftest import call_plugin, ip, ipj, reservations, unique
+from .conftest import call_plugin, ip, ipj, reservations
 
 ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
