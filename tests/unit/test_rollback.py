@@ -1,0 +1,96 @@
+"""ADD failing at each of its steps in turn, with a recording fake runner:
+whatever failed, every step already taken is undone, in reverse, and the
+error names the failing step. (tests/kernel covers the same against the
+kernel for a taken name, a vanished master, a hung IPAM and a crash.)"""
+
+import io
+import json
+
+import pytest
+
+from ipvlan_ip import commands, plugin
+from ipvlan_ip.errors import CniError, LINK_FAILURE
+from ipvlan_ip.runner import BatchFailure
+
+from .test_generated_input import FakeRunner
+
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0",
+       "CNI_PATH": "/usr/lib/cni"}
+CONF = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
+                   "ipam": {"type": "host-local"}}).encode()
+STEPS = ["master", "ipam-add", "create", "sysctl", "configure"]
+
+
+def failing_at(step: str, how: str = "error"):
+    class Failing(FakeRunner):
+        def _maybe_fail(self, name):
+            if name == step and not getattr(self, "failed", False):
+                self.failed = True
+                raise CniError(LINK_FAILURE, f"injected failure at {name}")
+
+        def run_json(self, cmd):
+            self._maybe_fail("master")
+            return super().run_json(cmd)
+
+        def run(self, cmd):
+            if "add" in cmd.argv:
+                self._maybe_fail("create")
+            return super().run(cmd)
+
+        def write_sysctl(self, write):
+            self._maybe_fail("sysctl")
+            return super().write_sysctl(write)
+
+        def run_batch(self, cmd):
+            self.calls.append(cmd.argv)
+            if step == "configure":
+                return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [BatchFailure(cmd.batch[1], "RTNETLINK answers: Permission denied")]
+            return super().run_batch(cmd)
+
+        def run_plugin(self, path, env, stdin):
+            if env["CNI_COMMAND"] == "ADD" and step == "ipam-add":
+                self.calls.append(f"{path} ADD")
+                return (0, "this is not JSON") if how == "garbage" else (1, '{"code": 11, "msg": "busy"}')
+            self.calls.append(f"{path} {env['CNI_COMMAND']}")
+            return super().run_plugin(path, env, stdin) if env["CNI_COMMAND"] == "ADD" else (0, "")
+    Failing.instances = []
+
+    def make(echo, timeout):
+        runner = Failing(echo, timeout)
+        Failing.instances.append(runner)
+        return runner
+    return make, Failing.instances
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_taken_is_undone(step):
+    make, instances = failing_at(step)
+    out = io.StringIO()
+    assert plugin.main(ENV, CONF, out, make_runner=make) == 1
+    error = json.loads(out.getvalue())
+    calls = [c if isinstance(c, str) else " ".join(c) for c in instances[0].calls]
+    ipam_del = "/usr/lib/cni/host-local DEL"
+    if step == "master":
+        assert not any("host-local" in c for c in calls)          # failed before anything was allocated
+    else:
+        assert calls[-1] == ipam_del                               # the reservation goes last
+    if step in ("sysctl", "configure"):                            # the link goes first, by its current name
+        name = "eth0" if step == "configure" else commands.temporary_name("c1", "eth0")
+        assert calls[-2].endswith(f"link del dev {name}")
+    else:
+        assert not any("link del" in c for c in calls)
+    if step == "configure":
+        assert "address add" in error["details"] and "Permission denied" in error["details"]
+    elif step == "ipam-add":
+        assert error["code"] == 11                                   # IPAM's own code
+    else:
+        assert f"injected failure at {step}" in error["details"]
+
+
+def test_ipam_printing_garbage_is_an_ipam_error_and_released():
+    make, instances = failing_at("ipam-add", how="garbage")
+    out = io.StringIO()
+    assert plugin.main(ENV, CONF, out, make_runner=make) == 1
+    error = json.loads(out.getvalue())
+    assert error["code"] == 101 and "no JSON result" in error["details"]
+    assert instances[0].calls[-1] == "/usr/lib/cni/host-local DEL"
