@@ -165,6 +165,7 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
     for failure in failures:
         if "Cannot find device" not in failure.message:
             raise CniError(LINK_FAILURE, f"failed to `{failure.line}` in {env.netns}: {failure.message}")
+        run.echo(f"# already gone, which is fine: {failure.line}")
 
 
 # ---------------------------------------------------------------- CHECK
