@@ -6,9 +6,10 @@ set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 vm=$repo/.vm
 mkdir -p /run/py /run/venv
-# Python and the venv from a tmpfs: importing them over 9p is several times slower.
+# Python, the venv and our package from a tmpfs: importing them over 9p is several times slower.
 tar -xf "$vm/stdlib.tar" -C /run/py && mount --bind /run/py/python3.11 /usr/lib/python3.11 &&
-  tar -xf "$vm/venv.tar" -C /run/venv && mount --bind /run/venv/.venv "$repo/.venv" || {
+  tar -xf "$vm/venv.tar" -C /run/venv && mount --bind /run/venv/.venv "$repo/.venv" &&
+  mount --bind /run/venv/ipvlan_ip "$repo/ipvlan_ip" && mount --bind /run/venv/schemas "$repo/schemas" || {
   echo "vm_guest: could not unpack Python into the guest" >&2; echo 1 > "$vm/rc"; exit 1; }
 ip link set lo up
 export PYTHONDONTWRITEBYTECODE=1 PATH="$repo/.venv/bin:$PATH"
