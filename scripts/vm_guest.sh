@@ -11,6 +11,8 @@ tar -xf "$vm/stdlib.tar" -C /run/py && mount --bind /run/py/python3.11 /usr/lib/
   tar -xf "$vm/venv.tar" -C /run/venv && mount --bind /run/venv/.venv "$repo/.venv" &&
   mount --bind /run/venv/ipvlan_ip "$repo/ipvlan_ip" && mount --bind /run/venv/schemas "$repo/schemas" || {
   echo "vm_guest: could not unpack Python into the guest" >&2; echo 1 > "$vm/rc"; exit 1; }
+# The guest's /dev/shm would be the host's (podman keeps its lock segment there).
+mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
 export PYTHONDONTWRITEBYTECODE=1 PATH="$repo/.venv/bin:$PATH"
 cd "$repo"

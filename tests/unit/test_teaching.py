@@ -33,6 +33,14 @@ def test_walkthrough_matches_the_code():
     assert text.count("<!-- plan ") == 3
 
 
+@pytest.mark.parametrize("name", ["containers.conf", "ipvlan-net.conflist"])
+def test_readme_shows_the_podman_files_the_tests_run(name):
+    # tests/kernel/test_podman.py runs docs/podman/; the README must show the same files
+    repo = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(repo, "docs", "podman", name)) as doc, open(os.path.join(repo, "README.md")) as readme:
+        assert doc.read() in readme.read()
+
+
 def test_plan_is_the_builders_steps_in_order():
     spec = LinkSpec(master="eth0", tmp_name=commands.temporary_name("example", "net1"), ifname="net1")
     target = Netns("/run/netns/blue", "blue")
