@@ -54,10 +54,11 @@ def _dispatch(env, data, stdin: bytes, echo, environ, make_runner) -> dict | Non
     conf = config.load(config.decode(stdin) if data is None else data, stdin, env.command)
     timeout = _timeout(environ.get("IPVLAN_IP_TIMEOUT"), conf.timeout)
     run = (make_runner or Runner)(echo, timeout)
-    if env.command == "ADD":
-        return results.render(operations.add(conf, env, run), conf.cni_version)
-    {"DEL": operations.delete, "CHECK": operations.check,
-     "STATUS": operations.status, "GC": operations.gc}[env.command](conf, env, run)
+    with run.exclusive(env.netns):      # one operation at a time per container
+        if env.command == "ADD":
+            return results.render(operations.add(conf, env, run), conf.cni_version)
+        {"DEL": operations.delete, "CHECK": operations.check,
+         "STATUS": operations.status, "GC": operations.gc}[env.command](conf, env, run)
     return None
 
 

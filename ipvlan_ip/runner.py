@@ -9,6 +9,7 @@ belongs to the CNI result.
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -95,6 +96,31 @@ class Runner:
             raise CommandFailed(cmd, code, err)
         return parse_json_stream(out), failures
 
+    @contextlib.contextmanager
+    def exclusive(self, netns_path: str):
+        """Hold an exclusive flock on the container's netns file. The spec
+        forbids parallel operations on one container, but a runtime that
+        retries DEL while its ADD still runs does it; the second then waits
+        for the first instead of interleaving with it (ADD's link created
+        after DEL's deletion, say). Nothing to hold when the netns is gone."""
+        try:
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            yield
+            return
+        try:
+            if not _try_flock(fd):
+                self.echo(f"# waiting for another operation on the container in {netns_path}")
+                deadline = time.monotonic() + self.timeout
+                while not _try_flock(fd):
+                    if time.monotonic() > deadline:
+                        raise CniError(TRY_AGAIN_LATER, f"another operation on the container in {netns_path} "
+                                                        f"is still running after {self.timeout:g} s")
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
     def write_sysctl(self, write: SysctlWrite) -> None:
         self._announce(write)
         start = time.monotonic()
@@ -158,6 +184,14 @@ class Runner:
     def _outcome(self, code: int, start: float) -> None:
         if self.echo.active:
             self.echo(f"# exit {code} in {(time.monotonic() - start) * 1000:.1f} ms")
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def parse_json_stream(text: str) -> list:

@@ -1,8 +1,8 @@
 """Load on one master: PARALLEL ADDs at once (each into its own netns), then
 PARALLEL DELs at once, CYCLES times, with host-local IPAM. After every round:
-all calls succeeded, the addresses were distinct, and nothing is left (no link
-on the master, no reservation, no netns of ours, no stray process). Prints
-cycles per second. In the qemu VM when this kernel has no ipvlan.
+all calls succeeded, the addresses and temporary link names were distinct, and
+nothing is left (no link on the master, no reservation); at the end, no file
+but host-local's own two and no stray process. Prints cycles per second. In the qemu VM when this kernel has no ipvlan.
 
     python scripts/stress.py [--cycles 200] [--parallel 1]
 """
@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from vm import REPO, host_has_ipvlan, run_in_vm  # noqa: E402
+
+from ipvlan_ip.commands import temporary_name  # noqa: E402
 
 PLUGIN = str(REPO / ".venv" / "bin" / "ipvlan-ip")
 
@@ -57,6 +59,7 @@ def stress(cycles: int, parallel: int) -> int:
             with ThreadPoolExecutor(parallel) as pool:
                 for cycle in range(cycles):
                     ids = [f"s{cycle}x{n}" for n in range(parallel)]
+                    assert len({temporary_name(i, "eth0") for i in ids}) == parallel, "temporary names collide"
                     added = list(pool.map(lambda a: call("ADD", conf, *a), zip(namespaces, ids)))
                     addresses = [r["ips"][0]["address"] for r in added]
                     assert len(set(addresses)) == parallel, f"addresses not distinct: {addresses}"
@@ -65,6 +68,8 @@ def stress(cycles: int, parallel: int) -> int:
                     assert not left, f"cycle {cycle}: reservations left: {left}"
                     assert not leftover_links(namespaces), f"cycle {cycle}: links left: {leftover_links(namespaces)}"
             elapsed = time.monotonic() - start
+            files = sorted(str(p.relative_to(workdir)) for p in Path(workdir).rglob("*") if p.is_file())
+            assert files == ["stress/last_reserved_ip.0", "stress/lock"], f"files left: {files}"
         finally:
             for ns in namespaces:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)

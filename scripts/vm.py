@@ -61,7 +61,7 @@ def run_in_vm(argv: list[str]) -> int:
     env = {**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     # qemu opens /proc/self/fd/1 afresh, which would truncate a log file that
     # our stdout is redirected to: give it a pipe and copy what comes out.
-    vm = subprocess.Popen([str(vng), "--run", kernels[-1], "--disable-kvm", "--memory", "2G", "--cpus", "2",
+    vm = subprocess.Popen([str(vng), "--run", kernels[-1], "--disable-kvm", "--memory", "4G", "--cpus", "2",
                            "--rwdir", str(VM_DIR), "--exec", guest],
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     timer = threading.Timer(VM_TIMEOUT, vm.kill)

@@ -4,6 +4,7 @@ recording fake that answers like a healthy kernel and IPAM plugin, so the
 bulk runs here; tests/kernel/test_generated_sample.py sends a sample of the
 same inputs through the real plugin in the VM."""
 
+import contextlib
 import io
 import json
 import string
@@ -102,6 +103,9 @@ class FakeRunner:
 
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)
+
+    def exclusive(self, netns_path):
+        return contextlib.nullcontext()
 
     def run_plugin(self, path, env, stdin):
         self.calls.append(path)

@@ -1,0 +1,48 @@
+"""Runner.exclusive: one operation at a time per container, with a real flock
+on a file standing in for the netns file (flock treats them alike)."""
+
+import fcntl
+import threading
+import time
+
+import pytest
+
+from ipvlan_ip.errors import CniError
+from ipvlan_ip.runner import Runner
+
+
+def test_a_second_operation_waits_for_the_first(tmp_path):
+    netns = tmp_path / "netns"
+    netns.touch()
+    order = []
+
+    def operation(name, hold):
+        with Runner(timeout=10).exclusive(str(netns)):
+            order.append(f"{name} in")
+            time.sleep(hold)
+            order.append(f"{name} out")
+    first = threading.Thread(target=operation, args=("ADD", 0.5))
+    first.start()
+    time.sleep(0.1)
+    operation("DEL", 0)
+    first.join()
+    assert order == ["ADD in", "ADD out", "DEL in", "DEL out"]
+
+
+def test_waiting_past_the_timeout_is_try_again_later(tmp_path):
+    netns = tmp_path / "netns"
+    netns.touch()
+    with open(netns) as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        start = time.monotonic()
+        with pytest.raises(CniError) as caught, Runner(timeout=1).exclusive(str(netns)):
+            pass
+    assert caught.value.code == 11 and "still running after 1 s" in caught.value.details
+    assert 1 <= time.monotonic() - start < 3
+
+
+def test_nothing_to_hold_when_the_netns_is_gone(tmp_path):
+    with Runner(timeout=1).exclusive(str(tmp_path / "gone")):
+        pass
+    with Runner(timeout=1).exclusive(""):
+        pass
