@@ -2,7 +2,8 @@
 PARALLEL DELs at once, CYCLES times, with host-local IPAM. After every round:
 all calls succeeded, the addresses and temporary link names were distinct, and
 nothing is left (no link on the master, no reservation); at the end, no file
-but host-local's own two and no stray process. Prints cycles per second. In the qemu VM when this kernel has no ipvlan.
+but host-local's own two and no stray process. Prints cycles per second. In
+the qemu VM when this kernel has no ipvlan.
 
     python scripts/stress.py [--cycles 200] [--parallel 1]
 """

@@ -24,7 +24,6 @@ VM_DIR = REPO / ".vm"
 VENV = REPO / ".venv"
 STDLIB = Path("/usr/lib/python3.11")
 PACKAGE = ("ipvlan_ip", "schemas")
-PACKAGE = ("ipvlan_ip", "schemas")
 VM_TIMEOUT = 45 * 60
 
 

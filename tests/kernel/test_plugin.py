@@ -305,7 +305,7 @@ def test_error_codes(master, netns, ipam_dir):
     assert "Traceback" not in reply.stderr
 
 
-@pytest.mark.parametrize("master_name, ifname", [("-n", "dev"), ("help#1", "a;b'c")])
+@pytest.mark.parametrize("master_name, ifname", [("-n", "dev"), ("help#1", "a;b'c"), ("netns", "type")])
 def test_names_that_look_like_options_or_keywords_stay_names(master_name, ifname, netns, ipam_dir):
     # In the container's netns (linkInContainer), so odd names never touch the host.
     ip("link", "add", "name", master_name, "type", "veth", "peer", "name", "oddpeer", ns=netns)
