@@ -77,7 +77,7 @@ def stress(cycles: int, parallel: int) -> int:
             subprocess.run(["ip", "link", "del", master], capture_output=True)
     grown = len(os.listdir("/proc")) - before
     print(f"stress: {cycles} cycles of {parallel} ADD + {parallel} DEL on one master in {elapsed:.1f} s: "
-          f"{cycles / elapsed:.3f} cycles/s; nothing left (links, reservations); /proc entries {grown:+d}")
+          f"{cycles / elapsed:.3f} cycles/s; nothing left (links, reservations, files); /proc entries {grown:+d}")
     return 0 if grown < 5 else 1
 
 
