@@ -4,69 +4,61 @@ Pure: data in, argument lists out, nothing executed or read. Every function
 returns Commands that the runner executes and that `plan` prints, so what is
 shown is what runs.
 
-Three processes make an ADD:
-  1. read the master:            ip -j -d link show dev MASTER
-  2. create the link, already in the container's netns, under a temporary name
-     (the host may have an interface called like CNI_IFNAME):
-                                 ip link add link MASTER name TMP netns NS type ipvlan mode l2
-  3. everything inside the netns, as one batch, ending with a JSON read-back:
+Two `ip` processes make an ADD:
+  1. on the host (the master's netns), read the master and create the link,
+     already in the container's netns, under a temporary name (the host may
+     have an interface called like CNI_IFNAME), as one batch:
+                                 ip -j -d -batch -   (link show dev MASTER, link add link MASTER ...)
+  2. everything inside the netns, as one batch, ending with a JSON read-back:
                                  ip -n NS -j -force -batch -   (rename, addresses, up, routes, show)
+A third reads the default route first when no master is named.
 """
 
 import os
 import zlib
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .results import family
 
 SYSCTL_ROOT = "/proc/sys"
 
+# The builder's types are namedtuples rather than dataclasses: importing
+# dataclasses pulls in inspect, which cost each plugin call more start-up
+# than this whole module.
 
-@dataclass(frozen=True)
-class Netns:
+
+class Netns(namedtuple("Netns", "path name", defaults=("",))):
     """A network namespace as given in CNI_NETNS. `name` is set when the path
     is a named netns under /run/netns, which `ip -n` can enter itself; any
     other nsfs path (/proc/PID/ns/net) is entered with nsenter."""
-    path: str
-    name: str = ""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Command:
-    why: str                      # one line for debug output and `plan`
-    argv: tuple[str, ...]
-    batch: tuple[str, ...] = ()   # lines fed to `ip -batch -` on stdin
-    # stderr texts that mean "already in the wanted state" (DEL of a missing link)
-    ok_if: tuple[str, ...] = ()
+class Command(namedtuple("Command", "why argv batch ok_if", defaults=((), ()))):
+    """One `ip` process: `why` is one line for the debug echo and `plan`,
+    `batch` the lines fed to `ip -batch -` on stdin, `ok_if` the stderr texts
+    that mean the wanted state is already there (DEL of a missing link)."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class SysctlWrite:
-    why: str
-    netns: Netns
-    # as sysctl(8) takes it, with slashes: an interface name may hold dots
-    key: str
-    value: str
+class SysctlWrite(namedtuple("SysctlWrite", "why netns key value")):
+    """A sysctl set inside a netns; `key` as sysctl(8) takes it, with slashes,
+    since an interface name may hold dots."""
+    __slots__ = ()
 
     @property
     def path(self) -> str:
         return f"{SYSCTL_ROOT}/{self.key}"
 
 
-@dataclass(frozen=True)
-class LinkSpec:
-    master: str
-    tmp_name: str
-    ifname: str
-    mode: str = "l2"
-    flag: str = ""
-    mtu: int = 0
+class LinkSpec(namedtuple("LinkSpec", "master tmp_name ifname mode flag mtu", defaults=("l2", "", 0))):
+    """The ipvlan link to make: `flag` "" is the kernel's default (bridge), `mtu` 0 the master's."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Addressing:
-    ips: tuple[dict, ...] = ()
-    routes: tuple[dict, ...] = ()
+class Addressing(namedtuple("Addressing", "ips routes", defaults=((), ()))):
+    """The IPs and routes to configure, as tuples of result-shaped dicts."""
+    __slots__ = ()
 
 
 NAMED_NETNS_DIRS = ("/run/netns", "/var/run/netns")
@@ -113,30 +105,34 @@ def _line(*words: str) -> str:
     return " ".join(batch_word(w) for w in words)
 
 
-def show_link(netns: Netns | None, name: str, why: str = "") -> Command:
-    return Command(why or f"read interface {name}", ip(netns, "-j", "-d", "link", "show", "dev", name))
-
-
-def show_master(netns: Netns | None, name: str) -> Command:
-    return show_link(netns, name, f"read master {name}: it must exist, be up and not be an ipvlan link")
-
-
 def show_default_routes(netns: Netns | None, version: int) -> Command:
     return Command(f"find the IPv{version} default-route interface",
                    ip(netns, "-j", f"-{version}", "route", "show", "default"))
 
 
-def create_link(spec: LinkSpec, target: Netns, in_container: bool) -> Command:
-    """With linkInContainer the master lives in the container's netns, so the
-    link is made there; otherwise it is made on the host and placed in the
-    container's netns by the same call."""
+def create_on_master(spec: LinkSpec, target: Netns, in_container: bool) -> Command:
+    """Read the master and create the link on it, in one process. Without
+    -force the batch stops at a master that does not exist; the caller checks
+    what the read shows (up, not ipvlan, MTU) and removes the link when the
+    master turns out to be unusable. With linkInContainer the master lives in
+    the container's netns, so both run there; otherwise the link is made on
+    the host and placed in the container's netns by the same call."""
     mtu = ("mtu", str(spec.mtu)) if spec.mtu else ()
     flag = (spec.flag,) if spec.flag else ()
     place = () if in_container else ("netns", target.path)
     return Command(
-        f"create ipvlan {spec.tmp_name} on {spec.master} (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})",
-        ip(target if in_container else None, "link", "add", "link", spec.master, "name", spec.tmp_name,
-           *place, *mtu, "type", "ipvlan", "mode", spec.mode, *flag))
+        f"read master {spec.master} (it must exist, be up and not be an ipvlan link), then create ipvlan "
+        f"{spec.tmp_name} on it (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})",
+        ip(target if in_container else None, "-j", "-d", "-batch", "-"),
+        (_line("link", "show", "dev", spec.master),
+         _line("link", "add", "link", spec.master, "name", spec.tmp_name, *place, *mtu,
+               "type", "ipvlan", "mode", spec.mode, *flag)))
+
+
+def show_master(netns: Netns | None, name: str) -> Command:
+    """CHECK's and STATUS's read of the master."""
+    return Command(f"read master {name}: it must exist, be up and not be an ipvlan link",
+                   ip(netns, "-j", "-d", "link", "show", "dev", name))
 
 
 def notify_sysctls(target: Netns, tmp_name: str, addressing: Addressing) -> list[SysctlWrite]:
@@ -175,11 +171,9 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing) -> Com
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
 
 
-def link_steps(spec: LinkSpec, target: Netns, in_container: bool,
-               addressing: Addressing) -> list[Command | SysctlWrite]:
-    """What ADD does once the master is known and the addresses allocated."""
-    return [create_link(spec, target, in_container), *notify_sysctls(target, spec.tmp_name, addressing),
-            configure_link(target, spec, addressing)]
+def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing) -> list[Command | SysctlWrite]:
+    """What ADD does once the link exists and the addresses are allocated."""
+    return [*notify_sysctls(target, spec.tmp_name, addressing), configure_link(target, spec, addressing)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:

@@ -2,9 +2,10 @@
 schemas/netconf.schema.json, then turned into a typed NetConf."""
 
 import json
-from dataclasses import dataclass
+from collections import namedtuple
 
 from . import results, validation
+from .environment import batch_problem
 from .versions import SUPPORTED_VERSIONS, version_tuple
 from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
 
@@ -13,23 +14,15 @@ DEFAULT_VERSION = "0.1.0"
 DEFAULT_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class NetConf:
-    cni_version: str
-    name: str
-    type: str
-    master: str            # "" means: from prevResult, else the default-route interface
-    mode: str
-    flag: str              # "" means the kernel's default (bridge)
-    mtu: int               # 0 means the kernel's choice
-    link_in_container: bool
-    ipam_type: str         # "" means no IPAM: addresses come from prevResult
-    dns: dict | None
-    prev_result: dict | None   # already converted to the internal shape
-    debug: bool
-    log_file: str
-    timeout: float
-    stdin: bytes           # passed unchanged to the IPAM plugin
+class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container ipam_type "
+                                    "dns prev_result debug log_file timeout stdin")):
+    """The config as the plugin uses it. `master` "" means: from prevResult,
+    else the default-route interface; `flag` "" the kernel's default (bridge);
+    `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
+    prevResult); `prev_result` is already in the internal shape (results.py);
+    `stdin` goes unchanged to the IPAM plugin. A namedtuple, as in commands.py,
+    to keep dataclasses' import off every call."""
+    __slots__ = ()
 
     @property
     def master_from_ipam(self) -> bool:
@@ -50,7 +43,7 @@ def load(data, stdin: bytes, command: str) -> NetConf:
     if not isinstance(data, dict):
         raise CniError(DECODING_FAILURE, "the network configuration must be a JSON object, "
                        f"not {type(data).__name__}")
-    found = validation.problems("netconf", data)
+    found = validation.check("netconf", data)
     if found:
         raise CniError(INVALID_CONFIG, "invalid network configuration: " + "; ".join(found))
     version = data.get("cniVersion") or DEFAULT_VERSION
@@ -63,6 +56,9 @@ def load(data, stdin: bytes, command: str) -> NetConf:
                        "shares the master's MAC address, and the dhcp plugin sends no client ID, "
                        "so the DHCP server cannot tell the containers apart")
     master = data.get("master", "")
+    problem = batch_problem(master)
+    if problem:
+        raise CniError(INVALID_CONFIG, f"master {master!r} {problem}")
     if master == "ipam" and not ipam_type:
         raise CniError(INVALID_CONFIG, "\"master\": \"ipam\" needs an ipam section with a type")
 
@@ -80,7 +76,7 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         master=master,
         mode=data.get("mode") or "l2",
         flag=data.get("flag", ""),
-        mtu=data.get("mtu", 0),
+        mtu=int(data.get("mtu", 0)),   # JSON Schema's integer takes 1500.0 too
         link_in_container=data.get("linkInContainer", False),
         ipam_type=ipam_type,
         dns=data.get("dns") or None,

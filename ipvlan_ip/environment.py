@@ -2,7 +2,7 @@
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from .errors import CniError, INVALID_ENVIRONMENT
 
@@ -23,15 +23,13 @@ _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 IFNAMSIZ = 16  # the kernel's limit, counting the terminating NUL
 
 
-@dataclass(frozen=True)
-class CniEnv:
-    command: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: dict[str, str] = field(default_factory=dict)
-    path: tuple[str, ...] = ()
-    raw: dict[str, str] = field(default_factory=dict)
+class CniEnv(namedtuple("CniEnv", "command container_id netns ifname args path raw",
+                        defaults=("", "", "", {}, (), {}))):
+    """The request: `args` is CNI_ARGS as a dict, `path` CNI_PATH split,
+    `raw` every CNI_* variable as given (passed on to the IPAM plugin). A
+    namedtuple, as in commands.py, to keep dataclasses' import off every call;
+    the shared empty defaults are never changed."""
+    __slots__ = ()
 
 
 def interface_name_problem(name: str) -> str | None:
@@ -47,7 +45,7 @@ def interface_name_problem(name: str) -> str | None:
     return None
 
 
-def _batch_problem(name: str) -> str | None:
+def batch_problem(name: str) -> str | None:
     """The kernel takes these, but the name must also pass through iproute2's
     batch input, which cuts a line at '#' and has no escape for a word holding
     both kinds of quote."""
@@ -98,7 +96,7 @@ def _validate_attachment(env: CniEnv) -> None:
         raise CniError(INVALID_ENVIRONMENT,
                        f"CNI_CONTAINERID {env.container_id!r} must start with a letter or digit "
                        "and hold only letters, digits, '_', '.' and '-'")
-    problem = interface_name_problem(env.ifname) or _batch_problem(env.ifname)
+    problem = interface_name_problem(env.ifname) or batch_problem(env.ifname)
     if problem:
         raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {env.ifname!r} {problem}")
     if env.netns and not env.netns.startswith("/"):

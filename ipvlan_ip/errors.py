@@ -19,6 +19,7 @@ LINK_FAILURE = 100      # an `ip` command failed
 IPAM_FAILURE = 101      # the IPAM plugin could not be run or answered nonsense
 CHECK_FAILURE = 102     # CHECK found the container's network drifted
 MASTER_FAILURE = 103    # the master interface is missing or unusable
+INTERFACE_EXISTS = 104  # CNI_IFNAME is taken in the container: a repeated ADD, or another plugin's
 INTERNAL = 199          # a bug in ipvlan-ip: please report it
 
 _SHORT = {
@@ -35,6 +36,7 @@ _SHORT = {
     IPAM_FAILURE: "IPAM plugin failed",
     CHECK_FAILURE: "container network does not match prevResult",
     MASTER_FAILURE: "master interface unusable",
+    INTERFACE_EXISTS: "interface already exists in the container",
     INTERNAL: "internal error in ipvlan-ip",
 }
 

@@ -4,16 +4,15 @@ Each function reads like the steps it takes; the `ip` details are in
 commands.py and every execution goes through the runner `run`.
 """
 
-import ipaddress
 import os
 
 from . import commands, ipam
 from .commands import Addressing, LinkSpec, Netns
 from .config import NetConf
-from .environment import CniEnv
-from .errors import (CniError, CHECK_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, LINK_FAILURE,
-                     MASTER_FAILURE, NOT_AVAILABLE)
-from .runner import CommandFailed
+from .environment import CniEnv, batch_problem
+from .errors import (CniError, CHECK_FAILURE, INTERFACE_EXISTS, INVALID_CONFIG, INVALID_ENVIRONMENT,
+                     LINK_FAILURE, MASTER_FAILURE, NOT_AVAILABLE)
+from .runner import BatchFailure, CommandFailed
 
 def resolve_netns(path: str) -> Netns:
     if not os.path.exists(path):
@@ -25,24 +24,26 @@ def resolve_netns(path: str) -> Netns:
 
 def add(conf: NetConf, env: CniEnv, run) -> dict:
     target = resolve_netns(env.netns)
+    # Before anything is allocated: a repeated ADD (a runtime retrying, say)
+    # must be refused without touching the attachment that holds the name,
+    # since undoing our own half-done work would release *its* address.
+    if run.interface_exists(target, env.ifname):
+        raise CniError(INTERFACE_EXISTS, f"interface {env.ifname!r} already exists in {env.netns}: an earlier "
+                       "ADD of this container is still attached, or another plugin made it; nothing was changed")
     master_ns = target if conf.link_in_container else None
-    master = None if conf.master_from_ipam else lookup_master(run, conf, master_name(conf, run, master_ns), master_ns)
 
-    undo = []
+    made = Made()
     try:
-        addressing_result = _addresses(conf, env, run, undo)
-        if master is None:
-            master = lookup_master(run, conf, _master_from_ipam(addressing_result), master_ns)
-        spec = LinkSpec(master=master["ifname"], tmp_name=commands.temporary_name(env.container_id, env.ifname), ifname=env.ifname,
-                        mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
-        addressing = Addressing(tuple(addressing_result["ips"]), tuple(addressing_result["routes"]))
-        mac = _create_and_configure(run, conf, target, spec, addressing, undo)
+        if not conf.master_from_ipam:
+            # As upstream, the link comes before the addresses: an unusable master costs no allocation.
+            _create(run, conf, env, master_name(conf, run, master_ns), target, made)
+        found = _addresses(conf, env, run, made)
+        if conf.master_from_ipam:
+            _create(run, conf, env, _master_from_ipam(found), target, made)
+        addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
+        mac = _configure(run, _link_spec(conf, env, ""), target, addressing, made)
     except BaseException:
-        for step in reversed(undo):
-            try:
-                step()
-            except CniError as cleanup_error:
-                run.echo(f"# rollback step failed: {cleanup_error.details}")
+        _undo(run, conf, env, target, made)
         raise
 
     return {
@@ -51,6 +52,35 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         "routes": list(addressing.routes),
         **({"dns": conf.dns} if conf.dns else {}),
     }
+
+
+class Made:
+    """What this ADD has made so far: the link by its current name, and
+    whether IPAM was asked for addresses."""
+
+    def __init__(self) -> None:
+        self.link = ""
+        self.reserved = False
+
+
+def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
+    """Take back what a failed ADD made: the link first, so that an address
+    is never free while a link still carries it, then the reservation."""
+    steps = []
+    if made.link:
+        steps.append(lambda: run.run(commands.delete_link(target, made.link)))
+    if made.reserved:
+        steps.append(lambda: ipam.execute(run, conf, env, "DEL"))
+    for step in steps:
+        try:
+            step()
+        except CniError as cleanup_error:
+            run.echo(f"# rollback step failed: {cleanup_error.details}")
+
+
+def _link_spec(conf: NetConf, env: CniEnv, master: str) -> LinkSpec:
+    return LinkSpec(master=master, tmp_name=commands.temporary_name(env.container_id, env.ifname),
+                    ifname=env.ifname, mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
 
 
 def master_name(conf: NetConf, run, netns: Netns | None) -> str:
@@ -70,12 +100,42 @@ def master_name(conf: NetConf, run, netns: Netns | None) -> str:
     raise CniError(MASTER_FAILURE, "no master given and no default route interface found")
 
 
+def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made) -> None:
+    """Read the master and create the link on it (one `ip` process); remove
+    the link again when the read shows a master we must not use."""
+    where = f" in {target.path}" if conf.link_in_container else ""
+    problem = batch_problem(master)
+    if problem:
+        raise CniError(MASTER_FAILURE, f"master {master!r}{where} {problem}")
+    spec = _link_spec(conf, env, master)
+    cmd = commands.create_on_master(spec, target, conf.link_in_container)
+    try:
+        docs, failures = run.run_batch(cmd)
+    except CommandFailed as e:
+        raise e.wrap(f"failed to lookup master {master!r}{where} and create ipvlan on it") from e
+    if failures and failures[0].line == cmd.batch[0]:
+        raise CniError(MASTER_FAILURE, f"failed to lookup master {master!r}{where}: {failures[0].message}")
+    if not failures:
+        made.link = spec.tmp_name
+    check_master(conf, docs[0][0], where)
+    if failures:
+        raise _explain_create_failure(failures[0], spec)
+
+
 def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
+    """CHECK's look at the master: the same checks as ADD's, in a process of its own."""
     where = f" in {netns.path}" if netns else ""
     try:
         link = run.run_json(commands.show_master(netns, name))[0][0]
     except CommandFailed as e:
-        raise CniError(MASTER_FAILURE, f"failed to lookup master {name!r}{where}: {e.stderr.strip()}")
+        raise CniError(MASTER_FAILURE, f"failed to lookup master {name!r}{where}: {e.stderr.strip()}") from e
+    check_master(conf, link, where)
+    return link
+
+
+def check_master(conf: NetConf, link: dict, where: str) -> None:
+    """The master, as `ip -j -d link show` printed it, can carry our link."""
+    name = link.get("ifname")
     if link.get("linkinfo", {}).get("info_kind") == "ipvlan":
         raise CniError(MASTER_FAILURE, f"master {name!r} is itself an ipvlan link; "
                        "enslave its own master instead")
@@ -85,15 +145,14 @@ def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
     if conf.mtu and conf.mtu > link.get("mtu", 0):
         raise CniError(INVALID_CONFIG, f"mtu {conf.mtu} is larger than the MTU {link.get('mtu')} "
                        f"of master {name!r}")
-    return link
 
 
-def _addresses(conf: NetConf, env: CniEnv, run, undo: list) -> dict:
+def _addresses(conf: NetConf, env: CniEnv, run, made: Made) -> dict:
     """The IPs and routes to configure: from IPAM, or from a chained prevResult."""
     if conf.ipam_type:
         # Registered first: the spec asks for DEL after a failed IPAM ADD too,
         # which may have reserved an address before failing (or being killed).
-        undo.append(lambda: ipam.execute(run, conf, env, "DEL"))
+        made.reserved = True
         found = ipam.add(run, conf, env)
         if not found["ips"]:
             raise CniError(INVALID_CONFIG, f"IPAM plugin {conf.ipam_type!r} returned no IP configuration")
@@ -111,22 +170,18 @@ def _master_from_ipam(found: dict) -> str:
     return names[0]
 
 
-def _create_and_configure(run, conf, target: Netns, spec: LinkSpec, addressing: Addressing, undo) -> str:
-    """Create the link, configure it; the MAC read back from the kernel."""
-    create, *sysctls, configure = commands.link_steps(spec, target, conf.link_in_container, addressing)
-    try:
-        run.run(create)
-    except CommandFailed as e:
-        raise _explain_create_failure(e, spec)
-    current = [spec.tmp_name]
-    undo.append(lambda: run.run(commands.delete_link(target, current[0])))
-
+def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made) -> str:
+    """Announce, rename, address, bring up and route the link; its MAC as
+    the kernel reads it back."""
+    *sysctls, configure = commands.after_addressing(spec, target, addressing)
     for write in sysctls:
         run.write_sysctl(write)
-
-    docs, failures = run.run_batch(configure)
+    try:
+        docs, failures = run.run_batch(configure)
+    except CommandFailed as e:
+        raise e.wrap(f"failed to configure {spec.ifname} in {target.path}") from e
     if configure.batch[0] not in (f.line for f in failures):
-        current[0] = spec.ifname
+        made.link = spec.ifname   # renamed: a rollback deletes it by this name
     serious = [f for f in failures if not (f.line.startswith("route add") and "File exists" in f.message)]
     if serious:
         first = serious[0]
@@ -134,12 +189,12 @@ def _create_and_configure(run, conf, target: Netns, spec: LinkSpec, addressing: 
     return docs[-1][0]["address"]
 
 
-def _explain_create_failure(e: CommandFailed, spec: LinkSpec) -> CniError:
-    if "Device or resource busy" in e.stderr:
+def _explain_create_failure(failure: BatchFailure, spec: LinkSpec) -> CniError:
+    if "Device or resource busy" in failure.message:
         return CniError(MASTER_FAILURE, f"failed to create ipvlan on {spec.master!r}: the master is busy, "
                         "most likely because it already carries macvlan links (a master cannot serve "
                         "both macvlan and ipvlan)")
-    return e.wrap("failed to create ipvlan")
+    return CniError(LINK_FAILURE, f"failed to create ipvlan: `{failure.line}`: {failure.message}")
 
 
 # ---------------------------------------------------------------- DEL
@@ -193,6 +248,7 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
 
 def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
     """Each way the kernel's state differs from prevResult and the config."""
+    import ipaddress   # CHECK's alone: the other commands start without it
     name = link["ifname"]
     info = link.get("linkinfo", {})
     if info.get("info_kind") != "ipvlan":
@@ -217,6 +273,7 @@ def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
 
 
 def _same_route(want: dict, have: dict) -> bool:
+    import ipaddress
     dst = ipaddress.ip_network(want["dst"], strict=False)
     if have.get("dst") == "default":
         have_gw = have.get("gateway")

@@ -43,20 +43,22 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             step(commands.show_master(master_ns, conf.master))
         step(commands.inspect_container(target, ifname))
     else:
+        out.append(f"# check from inside {netns_path} that {ifname} does not exist yet (no command: "
+                   "the plugin asks the kernel from a thread in the netns)")
         found = _addresses(conf, ipam_result, out)
+        spec = LinkSpec(master="", tmp_name=commands.temporary_name(container_id, ifname), ifname=ifname,
+                        mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
         if conf.master_from_ipam:
             ipam("ADD", "allocate addresses")
             names = [i.get("name") for i in found.get("interfaces", [])]
             master = names[0] if len(names) == 1 and names[0] else "<INTERFACE-NAMED-BY-IPAM>"
-            step(commands.show_master(master_ns, master))
+            step(commands.create_on_master(spec._replace(master=master), target, conf.link_in_container))
         else:
             master = _master(conf, master_ns, step)
-            step(commands.show_master(master_ns, master))
+            step(commands.create_on_master(spec._replace(master=master), target, conf.link_in_container))
             ipam("ADD", "allocate addresses")
-        spec = LinkSpec(master=master, tmp_name=commands.temporary_name(container_id, ifname), ifname=ifname, mode=conf.mode, flag=conf.flag,
-                        mtu=conf.mtu)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        for s in commands.link_steps(spec, target, conf.link_in_container, addressing):
+        for s in commands.after_addressing(spec, target, addressing):
             step(s)
     return "\n".join(out) + "\n"
 

@@ -5,12 +5,11 @@ exits 0. Any failure prints a CNI error object on stdout, one line on stderr,
 and exits 1; a bug becomes error 199 rather than a traceback.
 """
 
-import json
 import os
 import sys
 
 from .errors import CniError, INTERNAL, INVALID_ENVIRONMENT
-from .versions import LATEST
+from .versions import LATEST, version_answer
 
 
 def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None) -> int:
@@ -19,12 +18,14 @@ def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None
     environ = os.environ if environ is None else environ
     stdout = stdout or sys.stdout
     stdin = sys.stdin.buffer.read() if stdin is None else stdin
-    data = _peek(stdin)
-    answer_version = _answer_version(data)
     if environ.get("CNI_COMMAND") == "VERSION":
         # Asked by runtimes before every command: answered before any other import.
-        from .versions import version_result
-        return _print(version_result(answer_version), stdout)
+        stdout.write(version_answer(stdin))
+        stdout.flush()
+        return 0
+    import json
+    data = _peek(stdin)
+    answer_version = _answer_version(data)
     echo = None
     try:
         from .environment import read_environment
@@ -75,6 +76,7 @@ def _timeout(text: str | None, configured: float) -> float:
 
 
 def _peek(stdin: bytes):
+    import json
     try:
         return json.loads(stdin)
     except ValueError:
@@ -102,6 +104,7 @@ def _echo(env, data, environ):
 
 
 def _print(obj: dict, stdout) -> int:
+    import json
     stdout.write(json.dumps(obj) + "\n")
     stdout.flush()
     return 0

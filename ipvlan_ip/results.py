@@ -10,8 +10,6 @@ the version the runtime asked for. The shapes are:
 - 1.0.0, 1.1.0: as 0.3 with "version" dropped.
 """
 
-import ipaddress
-
 from . import validation
 from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INTERNAL
 from .versions import SUPPORTED_VERSIONS
@@ -28,14 +26,15 @@ def schema_for(version: str) -> str:
 
 
 def family(address: str) -> int:
-    """4 or 6, for an address with or without a prefix length."""
-    return ipaddress.ip_interface(address).version
+    """4 or 6, for an address with or without a prefix length (the schemas
+    let only hex digits, dots, colons and a /prefix through)."""
+    return 6 if ":" in address else 4
 
 
 def parse(data: dict, default_version: str, what: str) -> dict:
     """Any version's result (or IPAM result) into the internal shape."""
     version = data.get("cniVersion") or default_version
-    found = validation.problems(schema_for(version), {**data, "cniVersion": version})
+    found = validation.check(schema_for(version), {**data, "cniVersion": version})
     if found:
         raise CniError(DECODING_FAILURE, f"{what} is not a valid {version} result: " + "; ".join(found))
     result = _from_legacy(data) if _SHAPE[version] == "0.2" else _from_current(data)
@@ -48,6 +47,7 @@ def parse(data: dict, default_version: str, what: str) -> dict:
 
 def _check_addresses(result: dict) -> None:
     """The schema only checks the characters; ipaddress checks the values."""
+    import ipaddress   # here, not at the top: VERSION and a DEL without prevResult never need it
     for ip in result["ips"]:
         ipaddress.ip_interface(ip["address"])
         if ip.get("gateway"):
@@ -97,7 +97,7 @@ def render(result: dict, version: str) -> dict:
         if result.get("dns"):
             out["dns"] = result["dns"]
     out = {"cniVersion": version, **out}
-    found = validation.problems(schema_for(version), out)
+    found = validation.check(schema_for(version), out)
     if found:
         raise CniError(INTERNAL, f"the {version} result breaks its own schema: " + "; ".join(found))
     return out

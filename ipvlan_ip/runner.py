@@ -1,25 +1,27 @@
 """The runner: the one module that executes anything or changes the system.
 
-It runs the builder's Commands through `sh`, parses `ip -j` output, writes
-sysctls inside a netns, and runs delegated (IPAM) plugins. With debug on,
+It runs the builder's Commands, parses `ip -j` output, writes sysctls and
+looks up interfaces inside a netns, and runs delegated (IPAM) plugins. It
+spawns through `subprocess`, not `sh`: a runtime starts the plugin for every
+container, and sh's import (asyncio, importlib.metadata) and its per-command
+fork of the whole interpreter cost several times what the work does. With debug on,
 every command is echoed to stderr as a shell line that can be pasted into a
 root shell, then its exit status and duration; stdout is never touched, as it
 belongs to the CNI result.
 """
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
 import re
-import shlex
+import signal
+import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
-from .commands import Command, SysctlWrite
+from .commands import Command, Netns, SysctlWrite
 from .errors import CniError, LINK_FAILURE, TRY_AGAIN_LATER, IPAM_FAILURE
 
 CLONE_NEWNET = 0x40000000
@@ -31,10 +33,9 @@ class CommandFailed(CniError):
         self.command, self.exit_code, self.stderr = cmd, exit_code, stderr
 
 
-@dataclass(frozen=True)
-class BatchFailure:
-    line: str       # the batch line that failed
-    message: str    # what ip said about it
+class BatchFailure(namedtuple("BatchFailure", "line message")):
+    """A batch line that failed, and what ip said about it."""
+    __slots__ = ()
 
 
 class Echo:
@@ -60,6 +61,7 @@ class Echo:
 
 def shell_line(step: Command | SysctlWrite) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
+    import shlex   # only for the echo and error messages
     if isinstance(step, SysctlWrite):
         enter = (("ip", "netns", "exec", step.netns.name) if step.netns.name
                  else ("nsenter", f"--net={step.netns.path}"))
@@ -132,50 +134,54 @@ class Runner:
             raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}")
         self._outcome(0, start)
 
+    def interface_exists(self, netns: Netns, name: str) -> bool:
+        """Whether `name` is an interface in `netns`, asked from a thread inside
+        it (no process: the same way in as the sysctl writes). if_nameindex
+        rather than if_nametoindex, whose "no such interface" carries no errno
+        to tell it from a real failure."""
+        import socket
+        try:
+            with inside_netns(netns.path):
+                names = {n for _, n in socket.if_nameindex()}
+        except OSError as e:
+            raise CniError(LINK_FAILURE, f"failed to list the interfaces in {netns.path}: {e}") from e
+        return name in names
+
     def run_plugin(self, path: str, env: dict, stdin: bytes) -> tuple[int, str]:
         """Run a delegated plugin with the CNI environment; its stderr goes to ours."""
         self.echo(f"# delegate: CNI_COMMAND={env.get('CNI_COMMAND')} {path}")
-        code, out, _ = self._spawn((path,), path, stdin, IPAM_FAILURE, _env=env, _err=sys.stderr.buffer)
+        code, out, _ = self._spawn((path,), path, stdin, IPAM_FAILURE, env=env, stderr=None)
         return code, out
 
     def _execute(self, cmd: Command) -> tuple[int, str, str]:
         self._announce(cmd)
-        stdin = "".join(line + "\n" for line in cmd.batch) if cmd.batch else None
+        stdin = "".join(line + "\n" for line in cmd.batch).encode() if cmd.batch else b""
         return self._spawn(cmd.argv, f"`{shell_line(cmd)}`", stdin, LINK_FAILURE)
 
-    def _spawn(self, argv, what: str, stdin, failure_code: int, **options) -> tuple[int, str, str]:
-        """Run argv to its end, or kill it after self.timeout seconds.
-
-        The timer is ours rather than sh's _timeout or wait(timeout=), which
-        poll every 100 ms and so add that to every command."""
-        import sh
+    def _spawn(self, argv, what: str, stdin: bytes, failure_code: int, env=None,
+               stderr=subprocess.PIPE) -> tuple[int, str, str]:
+        """Run argv to its end, or kill its process group after self.timeout
+        seconds (an IPAM plugin may have children of its own)."""
         start = time.monotonic()
         try:
-            proc = sh.Command(argv[0])(*argv[1:], _in=stdin, _ok_code=range(256), _tty_out=False,
-                                       _bg=True, _bg_exc=False, _return_cmd=True, **options)
-        except sh.CommandNotFound:
-            raise CniError(failure_code, f"{argv[0]} is not installed")
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                    env=env, start_new_session=True)
+        except FileNotFoundError as e:
+            raise CniError(failure_code, f"{argv[0]} is not installed") from e
         except OSError as e:
-            raise CniError(failure_code, f"failed to run {what}: {e}")
-        expired = threading.Event()
-
-        def kill():
-            expired.set()
-            with contextlib.suppress(OSError):
-                proc.kill()
-        timer = threading.Timer(self.timeout, kill)
-        timer.start()
+            raise CniError(failure_code, f"failed to run {what}: {e}") from e
         try:
-            proc.wait()
-        except sh.SignalException as e:
-            self._outcome(e.exit_code, start)
-            if expired.is_set():
-                raise CniError(TRY_AGAIN_LATER, f"{what} did not finish within {self.timeout:g} s and was killed")
-            raise CniError(failure_code, f"{what} was killed by signal {-e.exit_code}")
-        finally:
-            timer.cancel()
-        self._outcome(proc.exit_code, start)
-        return proc.exit_code, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+            out, err = proc.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired as e:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()   # not communicate(): a child that left the group may hold the pipes open
+            self._outcome(proc.returncode, start)
+            raise CniError(TRY_AGAIN_LATER, f"{what} did not finish within {self.timeout:g} s and was killed") from e
+        self._outcome(proc.returncode, start)
+        if proc.returncode < 0:
+            raise CniError(failure_code, f"{what} was killed by signal {-proc.returncode}")
+        return proc.returncode, out.decode(errors="replace"), (err or b"").decode(errors="replace")
 
     def _announce(self, step) -> None:
         if self.echo.active:
@@ -225,7 +231,9 @@ def batch_failures(stderr: str, lines: tuple[str, ...]) -> list[BatchFailure]:
 @contextlib.contextmanager
 def inside_netns(path: str):
     """Switch this thread into the netns at `path` and back (what Go's
-    netns.Do does): /proc/sys/net shows the netns of the thread that opens it."""
+    netns.Do does): /proc/sys/net shows the netns of the thread that opens it,
+    and a socket belongs to the netns of the thread that makes it."""
+    import ctypes   # os.setns arrives with Python 3.12; only ADD pays for this
     libc = ctypes.CDLL(None, use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:

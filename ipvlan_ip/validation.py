@@ -1,16 +1,49 @@
 """JSON Schema validation of configs and results, against the files in schemas/.
 
-jsonschema is imported here, and only when something is validated: VERSION
-never needs it, and its import is the largest part of the plugin's start-up.
+Two engines, one source. Every plugin call checks its documents with the
+validators compiled from schemas/ ahead of time (compiled_schemas.py), which
+need nothing beyond the standard library. jsonschema is the engine of record:
+`problems` uses it to list every problem with its JSON path and reason, for
+`ipvlan-ip validate` and to explain a document the compiled check rejected.
+So the import of jsonschema, the largest part of a call's start-up before,
+is paid only on the way to an error. Where jsonschema is not installed, the
+compiled validator's own message stands in.
 """
 
 import json
 import os
 from functools import cache
 
+from .compiled_schemas import VALIDATORS, JsonSchemaValueException
+
 # Next to this file, in the installed package too (importlib.resources would
-# find them as well, at a start-up cost that every plugin call pays).
+# find them as well, at a start-up cost).
 _DIR = os.path.join(os.path.dirname(__file__), "schemas")
+
+
+def check(name: str, instance) -> list[str]:
+    """Every way `instance` breaks schema `name`, as 'path: reason' lines;
+    the compiled validator decides, so a valid document costs no import."""
+    try:
+        VALIDATORS[name](instance)
+        return []
+    except JsonSchemaValueException as e:
+        return problems(name, instance) or [_compiled_problem(e)]
+
+
+def problems(name: str, instance) -> list[str]:
+    """Every way `instance` breaks schema `name`, by jsonschema when it is
+    installed; else the first problem the compiled validator finds."""
+    try:
+        validator = _validator(name)
+    except ImportError:
+        try:
+            VALIDATORS[name](instance)
+            return []
+        except JsonSchemaValueException as e:
+            return [_compiled_problem(e)]
+    found = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return [f"{_json_path(e.absolute_path)}: {_reason(e)}" for e in found]
 
 
 @cache
@@ -27,19 +60,9 @@ def _validator(name: str):
     # Results refer to each other's definitions by relative $ref.
     registry = Registry().with_resources(
         (schema["$id"], Resource.from_contents(schema))
-        for schema in (_load(n) for n in _names()))
+        for schema in (_load(n) for n in VALIDATORS))
     return Draft202012Validator(_load(name), registry=registry,
                                 format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def _names() -> list[str]:
-    return [f.removesuffix(".schema.json") for f in os.listdir(_DIR) if f.endswith(".schema.json")]
-
-
-def problems(name: str, instance) -> list[str]:
-    """Every way `instance` breaks schema `name`, as 'path: reason' lines."""
-    found = sorted(_validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    return [f"{_json_path(e.absolute_path)}: {_reason(e)}" for e in found]
 
 
 def _json_path(parts) -> str:
@@ -56,3 +79,15 @@ def _reason(error) -> str:
     if error.validator in ("pattern", "anyOf", "not") and description:
         return f"{error.instance!r} is not valid: {description}"
     return error.message
+
+
+def _compiled_problem(error: JsonSchemaValueException) -> str:
+    """fastjsonschema says 'data.ips[0].address must match pattern …': the
+    same 'path: reason' shape as jsonschema's lines."""
+    name = error.name or "data"
+    path = "$" + name.removeprefix("data")
+    reason = error.message.removeprefix(name).strip()
+    description = error.definition.get("description") if isinstance(error.definition, dict) else None
+    if error.rule in ("pattern", "anyOf", "not") and description:
+        reason = f"{error.value!r} is not valid: {description}"
+    return f"{path}: {reason}"

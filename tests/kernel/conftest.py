@@ -4,14 +4,18 @@ veth masters, and a way to call the plugin as a runtime does."""
 import json
 import os
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-PLUGIN = str(Path(sys.executable).parent / "ipvlan-ip")
+from ipvlan_ip.install import install
+
+REPO = Path(__file__).resolve().parents[2]
+# What a runtime runs: the launcher `ipvlan-ip install` writes (python -IS),
+# here into .vm/, which the test VM can write too.
+PLUGIN = install(str(REPO / ".vm" / "bin"), "ipvlan-ip", force=True)
 GO_PLUGINS = "/usr/lib/cni"
 TEST_PLUGINS = str(Path(__file__).parent / "plugins")
 
@@ -104,5 +108,5 @@ def ipam_dir(tmp_path) -> Path:
 
 
 def reservations(ipam_dir: Path) -> list[str]:
-    """IPs host-local holds, over all networks in ipam_dir."""
-    return sorted(p.name for p in ipam_dir.glob("*/*") if p.name[0].isdigit() or ":" in p.name)
+    """IPs host-local holds, over all networks and data dirs below ipam_dir."""
+    return sorted(p.name for p in ipam_dir.rglob("*") if p.is_file() and (p.name[0].isdigit() or ":" in p.name))

@@ -20,8 +20,8 @@ from .test_plugin import addresses_in, links_in, netconf, ok
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
-# ADD runs `ip` three times: read the master, create the link, configure it in one batch.
-ADD_STEPS = {1: "failed to lookup master", 2: "ip link add link", 3: "-batch -"}
+# ADD runs `ip` twice: read the master and create the link in one batch, then configure it in another.
+ADD_STEPS = {1: "failed to lookup master", 2: "failed to configure eth0"}
 
 
 def failing_ip(tmp_path: Path, call: int) -> dict:
@@ -49,6 +49,7 @@ def test_add_with_each_ip_call_failing_in_turn_leaves_nothing(call, master, netn
     assert reply.code == 1 and reply.out["code"] in (100, 103), reply.stdout
     assert f"injected failure of ip call {call}" in reply.out["details"]
     assert ADD_STEPS[call] in reply.out["details"]                  # names the step that failed
+    assert ("link add link" if call == 1 else "link set dev") in reply.out["details"]   # and quotes its command
     assert links_in(netns) == ["lo"] and not host_has_link(temporary_name("fault", "eth0"))
     assert reservations(ipam_dir) == []
     assert "Traceback" not in reply.stderr

@@ -243,16 +243,6 @@ def test_del_is_idempotent_and_survives_missing_netns(master, make_netns, ipam_d
     ok(call_plugin("DEL", conf, ""))                           # no netns at all
 
 
-def test_failure_after_ipam_rolls_back(master, netns, ipam_dir):
-    # eth0 already exists in the container: the rename fails after IPAM ADD.
-    ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0p", ns=netns)
-    reply = call_plugin("ADD", netconf(master, ipam_dir), f"/run/netns/{netns}")
-    assert reply.code != 0 and reply.out["code"] == 100
-    assert "name eth0" in reply.out["details"]
-    assert sorted(links_in(netns)) == ["eth0", "eth0p", "lo"]   # no temporary link left
-    assert reservations(ipam_dir) == []
-
-
 def test_master_missing_after_ipam_leaves_no_reservation(netns, tmp_path):
     record = tmp_path / "calls"
     result = {"cniVersion": "1.0.0", "interfaces": [{"name": "nosuchdev0"}], "ips": [{"address": "10.30.0.5/24"}]}
@@ -346,3 +336,22 @@ def test_del_after_a_crash_between_create_and_rename_removes_everything(master, 
     assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []
     ok(call_plugin("ADD", conf, path))
     assert link_in(netns)["linkinfo"]["info_kind"] == "ipvlan"
+
+
+def test_successful_add_check_del_stay_within_the_import_budget(master, netns, ipam_dir, tmp_path):
+    from ..unit.test_import_budget import modules_loaded, over_budget
+    conf, path = netconf(master, ipam_dir), f"/run/netns/{netns}"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_CONTAINERID": "budget", "CNI_NETNS": path,
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
+    loaded = modules_loaded(tmp_path, tmp_path / "add", {**env, "CNI_COMMAND": "ADD"}, json.dumps(conf).encode())
+    assert link_in(netns)["linkinfo"]["info_kind"] == "ipvlan"      # it did succeed
+    result = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "mac": link_in(netns)["address"],
+                                                     "sandbox": path}],
+              "ips": [{"address": sorted(addresses_in(netns))[0], "gateway": "10.10.0.1", "interface": 0}],
+              "routes": [{"dst": "0.0.0.0/0"}]}
+    with_prev = json.dumps({**conf, "prevResult": result}).encode()
+    loaded |= modules_loaded(tmp_path, tmp_path / "check", {**env, "CNI_COMMAND": "CHECK"}, with_prev)
+    assert ok(call_plugin("CHECK", {**conf, "prevResult": result}, path, container_id="budget")) is None
+    loaded |= modules_loaded(tmp_path, tmp_path / "del", {**env, "CNI_COMMAND": "DEL"}, with_prev)
+    assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []
+    assert over_budget(loaded) == []

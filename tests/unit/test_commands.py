@@ -16,16 +16,17 @@ def test_ip_enters_named_netns_with_dash_n_and_others_with_nsenter():
     assert commands.ip(PROC, "link") == ("nsenter", "--net=/proc/42/ns/net", "ip", "link")
 
 
-def test_create_link_on_host_places_it_in_the_container():
-    cmd = commands.create_link(SPEC, NAMED, in_container=False)
-    assert cmd.argv == ("ip", "link", "add", "link", "eth0", "name", "ipvl1234abcd", "netns", "/run/netns/blue",
-                        "mtu", "1400", "type", "ipvlan", "mode", "l3")
+def test_master_read_and_link_creation_on_the_host_are_one_batch_placing_the_link_in_the_container():
+    cmd = commands.create_on_master(SPEC, NAMED, in_container=False)
+    assert cmd.argv == ("ip", "-j", "-d", "-batch", "-")
+    assert cmd.batch == ("link show dev eth0",
+                         "link add link eth0 name ipvl1234abcd netns /run/netns/blue mtu 1400 type ipvlan mode l3")
 
 
-def test_create_link_in_container_runs_inside_it():
-    cmd = commands.create_link(LinkSpec("eth0", "t", "net1", "l2", flag="private"), NAMED, in_container=True)
-    assert cmd.argv == ("ip", "-n", "blue", "link", "add", "link", "eth0", "name", "t",
-                        "type", "ipvlan", "mode", "l2", "private")
+def test_master_read_and_link_creation_in_container_run_inside_it():
+    cmd = commands.create_on_master(LinkSpec("-n", "t", "net1", "l2", flag="private"), NAMED, in_container=True)
+    assert cmd.argv == ("ip", "-n", "blue", "-j", "-d", "-batch", "-")
+    assert cmd.batch == ("link show dev -n", "link add link -n name t type ipvlan mode l2 private")
 
 
 def test_configure_batch_renames_addresses_brings_up_routes_and_reads_back():

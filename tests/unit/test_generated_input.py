@@ -99,7 +99,13 @@ class FakeRunner:
 
     def run_batch(self, cmd: Command):
         self.calls.append(cmd.argv)
+        if cmd.batch[-1].startswith("link add"):   # ADD's read of the master, and the link created on it
+            master = cmd.batch[0].split()[-1]
+            return [[{"ifname": master, "flags": ["UP"], "mtu": 1500, "linkinfo": {}}]], []
         return [[{"address": "aa:bb:cc:dd:ee:ff"}]], []
+
+    def interface_exists(self, netns, name) -> bool:
+        return False
 
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)

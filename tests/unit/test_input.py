@@ -63,7 +63,9 @@ def test_version_answers_whatever_the_environment():
 
 
 def test_missing_ipam_plugin_is_reported_before_any_command():
-    rc, out = answer({**ENV, "CNI_PATH": "/nonexistent", "CNI_NETNS": "/proc/self/ns/net"}, {**GOOD, "master": "ipam"})
+    # ADD looks from inside the netns (our own here) for CNI_IFNAME, which must not exist.
+    env = {**ENV, "CNI_PATH": "/nonexistent", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "absent-if0"}
+    rc, out = answer(env, {**GOOD, "master": "ipam"})
     assert rc == 1 and out["code"] == 7 and "host-local" in out["details"]
 
 

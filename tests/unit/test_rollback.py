@@ -1,6 +1,6 @@
 """ADD failing at each of its steps in turn, with a recording fake runner:
-whatever failed, every step already taken is undone, in reverse, and the
-error names the failing step. (tests/kernel covers the same against the
+whatever failed, every step already taken is undone (the link first, the
+reservation last) and the error names the failing step. (tests/kernel covers the same against the
 kernel for a taken name, a vanished master, a hung IPAM and a crash.)"""
 
 import io
@@ -18,7 +18,9 @@ ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/self/n
        "CNI_PATH": "/usr/lib/cni"}
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
                    "ipam": {"type": "host-local"}}).encode()
-STEPS = ["master", "ipam-add", "create", "sysctl", "configure"]
+# In ADD's order: the master is read and the link created in one `ip`
+# process, before IPAM is asked for addresses (as upstream does).
+STEPS = ["master", "create", "ipam-add", "sysctl", "configure"]
 
 
 def failing_at(step: str, how: str = "error"):
@@ -28,24 +30,22 @@ def failing_at(step: str, how: str = "error"):
                 self.failed = True
                 raise CniError(LINK_FAILURE, f"injected failure at {name}")
 
-        def run_json(self, cmd):
-            self._maybe_fail("master")
-            return super().run_json(cmd)
-
-        def run(self, cmd):
-            if "add" in cmd.argv:
-                self._maybe_fail("create")
-            return super().run(cmd)
+        def run_batch(self, cmd):
+            if cmd.batch[-1].startswith("link add"):
+                self.calls.append(cmd.argv)
+                if step == "master":
+                    return [], [BatchFailure(cmd.batch[0], "injected failure at master")]
+                if step == "create":
+                    master = [{"ifname": "eth0", "flags": ["UP"], "mtu": 1500}]
+                    return [master], [BatchFailure(cmd.batch[1], "injected failure at create")]
+            elif step == "configure":
+                self.calls.append(cmd.argv)
+                return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [BatchFailure(cmd.batch[1], "RTNETLINK answers: Permission denied")]
+            return super().run_batch(cmd)
 
         def write_sysctl(self, write):
             self._maybe_fail("sysctl")
             return super().write_sysctl(write)
-
-        def run_batch(self, cmd):
-            self.calls.append(cmd.argv)
-            if step == "configure":
-                return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [BatchFailure(cmd.batch[1], "RTNETLINK answers: Permission denied")]
-            return super().run_batch(cmd)
 
         def run_plugin(self, path, env, stdin):
             if env["CNI_COMMAND"] == "ADD" and step == "ipam-add":
@@ -70,11 +70,11 @@ def test_every_step_taken_is_undone(step):
     error = json.loads(out.getvalue())
     calls = [c if isinstance(c, str) else " ".join(c) for c in instances[0].calls]
     ipam_del = "/usr/lib/cni/host-local DEL"
-    if step == "master":
+    if step in ("master", "create"):
         assert not any("host-local" in c for c in calls)          # failed before anything was allocated
     else:
         assert calls[-1] == ipam_del                               # the reservation goes last
-    if step in ("sysctl", "configure"):                            # the link goes first, by its current name
+    if step in ("ipam-add", "sysctl", "configure"):               # the link goes first, by its current name
         name = "eth0" if step == "configure" else commands.temporary_name("c1", "eth0")
         assert calls[-2].endswith(f"link del dev {name}")
     else:

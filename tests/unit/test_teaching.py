@@ -45,7 +45,7 @@ def test_plan_is_the_builders_steps_in_order():
     spec = LinkSpec(master="eth0", tmp_name=commands.temporary_name("example", "net1"), ifname="net1")
     target = Netns("/run/netns/blue", "blue")
     addressing = commands.Addressing(tuple(IPAM["ips"]), tuple(IPAM["routes"]))
-    expected = [commands.show_master(None, "eth0"), *commands.link_steps(spec, target, False, addressing)]
+    expected = [commands.create_on_master(spec, target, False), *commands.after_addressing(spec, target, addressing)]
     want = [line for s in expected for line in shell_line(s).splitlines()]
     assert commands_of(plan(CONF, "/run/netns/blue", "net1", "ADD", IPAM)) == want
 
