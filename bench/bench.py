@@ -1,14 +1,18 @@
 """ipvlan-ip against Debian's Go ipvlan plugin (/usr/lib/cni/ipvlan), same kernel,
-same config, same host-local IPAM.
+same config, same host-local IPAM, and against the floor (bench/floor.py: the
+same process work from a stdlib-only `python3 -I -S` script).
 
     ./bench/run [--cycles N] [--links N]
 
-Prints, for each plugin, the median wall time of ADD and of DEL over N
-interleaved ADD+DEL cycles and the ratio ipvlan-ip / Go; the processes one ADD
-and one DEL execute, counted by strace from the kernel's side; ADD time with 1
-and with --links ipvlan links already on the master; and, natively on this
-host, the start-up cost of VERSION and of `plan` against `python -c pass`.
-The kernel part runs in the qemu VM when this kernel has no ipvlan.
+Prints, for each, the median wall time of ADD and of DEL over N interleaved
+ADD+DEL cycles and the ratios to Go; the processes one ADD and one DEL
+execute, counted by strace from the kernel's side; ADD time with 1 and with
+--links ipvlan links already on the master; and, natively on this host,
+VERSION against `python -c pass`, a DEL with an empty CNI_NETNS against Go's
+and the floor's, the standalone file against the installed launcher, and the
+plugin path's slowest imports. The kernel part runs in the qemu VM when this
+kernel has no ipvlan. ipvlan-ip runs as runtimes run it: through the launcher
+`ipvlan-ip install` writes.
 """
 
 import argparse
@@ -24,11 +28,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-from vm import host_has_ipvlan, run_in_vm  # noqa: E402
+from vm import host_has_ipvlan, plugin_launcher, run_in_vm  # noqa: E402
 
-OURS = str(REPO / ".venv" / "bin" / "ipvlan-ip")
+OURS = plugin_launcher()
 GO = "/usr/lib/cni/ipvlan"
-PLUGINS = {"ipvlan-ip": OURS, "go ipvlan": GO}
+FLOOR = ["/usr/bin/python3", "-I", "-S", str(REPO / "bench" / "floor.py")]
+PLUGINS = {"ipvlan-ip": [OURS], "go ipvlan": [GO],
+           "floor, 2 ip": [*FLOOR, "--ip-processes", "2"], "floor, 3 ip": [*FLOOR, "--ip-processes", "3"]}
+COUNTED = ("ipvlan-ip", "go ipvlan")     # strace and the links test: the two plugins
 
 
 def sh(*argv: str) -> None:
@@ -44,8 +51,13 @@ def timed(argv, stdin: bytes = b"", env=None) -> float:
     return elapsed
 
 
+# As on a node: /usr/bin/env python3 (the standalone file's #! line) finds the
+# system's Python, not a development shim that costs more than the call.
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def cni_env(command: str, netns: str, container: str) -> dict:
-    return {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+    return {"PATH": SYSTEM_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
             "CNI_NETNS": f"/run/netns/{netns}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
 
 
@@ -54,17 +66,17 @@ def conf(master: str, data_dir: str) -> bytes:
                        "ipam": {"type": "host-local", "subnet": "10.123.0.0/16", "dataDir": data_dir}}).encode()
 
 
-def cycle(plugin: str, stdin: bytes, netns: str) -> tuple[float, float]:
+def cycle(plugin: list[str], stdin: bytes, netns: str) -> tuple[float, float]:
     container = f"b{uuid.uuid4().hex[:10]}"
-    add = timed([plugin], stdin, cni_env("ADD", netns, container))
-    delete = timed([plugin], stdin, cni_env("DEL", netns, container))
+    add = timed(plugin, stdin, cni_env("ADD", netns, container))
+    delete = timed(plugin, stdin, cni_env("DEL", netns, container))
     return add, delete
 
 
-def processes(plugin: str, command: str, stdin: bytes, netns: str, container: str, workdir: str) -> dict:
+def processes(plugin: list[str], command: str, stdin: bytes, netns: str, container: str, workdir: str) -> dict:
     """Processes one call executes, from strace's record of successful execve calls."""
     log = f"{workdir}/strace-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", log, plugin], input=stdin,
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", log, *plugin], input=stdin,
                    env=cni_env(command, netns, container), capture_output=True, check=True)
     execs, pending = [], {}
     for line in Path(log).read_text().splitlines():
@@ -109,18 +121,21 @@ def kernel_part(cycles: int, links: int) -> dict:
             out["median"] = {name: {"ADD": statistics.median(a), "DEL": statistics.median(d)}
                              for name, (a, d) in times.items()}
             out["processes"] = {}
-            for name, plugin in PLUGINS.items():
-                out["processes"][name] = {c: processes(plugin, c, stdin[name], netns[name], "counted", workdir)
+            for name in COUNTED:
+                out["processes"][name] = {c: processes(PLUGINS[name], c, stdin[name], netns[name], "counted",
+                                                       workdir)
                                           for c in ("ADD", "DEL")}
+
             def add_median() -> dict:
-                return {name: statistics.median([cycle(plugin, stdin[name], netns[name])[0]
+                return {name: statistics.median([cycle(PLUGINS[name], stdin[name], netns[name])[0]
                                                  for _ in range(max(1, cycles // 3))])
-                        for name, plugin in PLUGINS.items()}
+                        for name in COUNTED}
             out["add_with_links"] = {}
             if links < 2:        # a smoke run
                 return out
             out["add_with_links"][1] = add_median()
-            others = "".join(f"link add link {master} name {master}s{n} type ipvlan mode l2\n" for n in range(links - 1))
+            others = "".join(f"link add link {master} name {master}s{n} type ipvlan mode l2\n"
+                             for n in range(links - 1))
             subprocess.run(["ip", "-batch", "-"], input=others.encode(), check=True, capture_output=True)
             out["add_with_links"][links] = add_median()
         finally:
@@ -130,44 +145,91 @@ def kernel_part(cycles: int, links: int) -> dict:
     return out
 
 
-def startup_part(runs: int) -> dict:
-    """Whole-process medians, natively."""
-    version_env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION"}
-    stdin = b'{"cniVersion": "1.0.0"}'
+def startup_part(runs: int, workdir: str) -> dict:
+    """Whole-process medians, natively; DEL with an empty CNI_NETNS needs no ipvlan."""
+    standalone = subprocess.run([str(REPO / ".venv" / "bin" / "ipvlan-ip"), "install", "--standalone", "--force",
+                                 "--cni-bin-dir", f"{workdir}/standalone"], check=True, capture_output=True)
+    standalone_file = standalone.stdout.decode().split()[-1]
+    version_env = {"PATH": SYSTEM_PATH, "CNI_COMMAND": "VERSION"}
+    del_env = {**cni_env("DEL", "", "startup"), "CNI_NETNS": ""}
+    version_in = b'{"cniVersion": "1.0.0"}'
+    del_in = conf("eth0", f"{workdir}/ipam-startup")
+    console_script = str(REPO / ".venv" / "bin" / "ipvlan-ip")
     with tempfile.NamedTemporaryFile("wb", suffix=".conf") as f:
-        f.write(conf("eth0", "/nonexistent"))
+        f.write(del_in)
         f.flush()
         cases = {
             "python -c pass": ([str(REPO / ".venv" / "bin" / "python"), "-c", "pass"], b"", None),
-            "ipvlan-ip VERSION": ([OURS], stdin, version_env),
-            "go ipvlan VERSION": ([GO], stdin, version_env),
-            "ipvlan-ip plan ADD": ([OURS, "plan", f.name, "--netns", "/run/netns/x", "--ifname", "eth0"], b"", None),
+            "ipvlan-ip VERSION": ([OURS], version_in, version_env),
+            "console script VERSION": ([console_script], version_in, version_env),
+            "standalone VERSION": ([standalone_file], version_in, version_env),
+            "go ipvlan VERSION": ([GO], version_in, version_env),
+            "ipvlan-ip DEL": ([OURS], del_in, del_env),
+            "standalone DEL": ([standalone_file], del_in, del_env),
+            "floor DEL": (FLOOR, del_in, del_env),
+            "go ipvlan DEL": ([GO], del_in, del_env),
+            "ipvlan-ip plan ADD": ([console_script, "plan", f.name, "--netns", "/run/netns/x", "--ifname", "eth0"],
+                                   b"", None),
         }
-        return {name: statistics.median([timed(argv, data, env) for _ in range(runs)])
-                for name, (argv, data, env) in cases.items()}
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(runs):                  # interleaved, so drift hits all alike
+            for name, (argv, data, env) in cases.items():
+                times[name].append(timed(argv, data, env))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def report(kernel: dict, startup: dict | None, where: str) -> None:
-    ms = lambda s: f"{s * 1000:8.1f} ms"  # noqa: E731
+def slowest_imports(count: int = 10) -> list[tuple[int, str]]:
+    """The plugin path's largest imports by their own time (-X importtime), for a DEL."""
+    with open(OURS) as f:
+        interpreter, flags = f.readline().removeprefix("#!").split()
+    with tempfile.TemporaryDirectory() as workdir:
+        done = subprocess.run([interpreter, flags, "-X", "importtime", OURS], input=conf("eth0", workdir),
+                              env={**cni_env("DEL", "", "imports"), "CNI_NETNS": ""}, capture_output=True)
+    rows = []
+    for line in done.stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line and "self" not in line:
+            own, _, name = line.removeprefix("import time:").split("|")
+            rows.append((int(own), name.strip()))
+    return sorted(rows, reverse=True)[:count]
+
+
+def report(kernel: dict, startup: dict | None, imports: list | None, where: str) -> None:
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:8.1f} ms"
     med = kernel["median"]
-    print(f"\nADD and DEL, median of the cycles ({where})")
-    print(f"{'':12}{'ADD':>12}{'DEL':>12}{'ADD+DEL':>12}")
+    go = med["go ipvlan"]
+    print(f"\nADD and DEL, median of the cycles ({where}); ratios to the Go plugin")
+    print(f"{'':14}{'ADD':>12}{'DEL':>12}{'ADD+DEL':>12}{'ratio':>8}")
     for name, m in med.items():
-        print(f"{name:12}{ms(m['ADD']):>12}{ms(m['DEL']):>12}{ms(m['ADD'] + m['DEL']):>12}")
-    ours, go = med["ipvlan-ip"], med["go ipvlan"]
-    print(f"{'ratio':12}{ours['ADD'] / go['ADD']:>12.2f}{ours['DEL'] / go['DEL']:>12.2f}"
-          f"{(ours['ADD'] + ours['DEL']) / (go['ADD'] + go['DEL']):>12.2f}")
+        total = m["ADD"] + m["DEL"]
+        ratio = total / (go["ADD"] + go["DEL"])
+        print(f"{name:14}{ms(m['ADD']):>12}{ms(m['DEL']):>12}{ms(total):>12}{ratio:>8.2f}")
+    ours, floor = med["ipvlan-ip"], med["floor, 2 ip"]
+    distance = (ours["ADD"] + ours["DEL"]) / (floor["ADD"] + floor["DEL"])
+    print(f"ipvlan-ip / floor with the same 2 ip processes: {distance:.2f}")
     print("\nprocesses executed per call (strace, execve)")
     for name, per in kernel["processes"].items():
         print(f"{name:12}" + "   ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
                                         for c, kinds in per.items()))
-    print("\nADD with links already on the master (median)")
+    if kernel["add_with_links"]:
+        print("\nADD with links already on the master (median)")
     for count, per in kernel["add_with_links"].items():
         print(f"{count:>4} links  " + "   ".join(f"{name} {ms(t)}" for name, t in per.items()))
     if startup:
         print("\nstart-up, natively on this host (median whole process)")
         for name, t in startup.items():
-            print(f"{name:22}{ms(t)}")
+            print(f"{name:24}{ms(t)}")
+        print(f"VERSION / python -c pass: {startup['ipvlan-ip VERSION'] / startup['python -c pass']:.2f}"
+              f"   DEL (empty CNI_NETNS) / Go's: {startup['ipvlan-ip DEL'] / startup['go ipvlan DEL']:.2f}"
+              f"   floor DEL / Go's: {startup['floor DEL'] / startup['go ipvlan DEL']:.2f}"
+              f"   DEL / floor: {startup['ipvlan-ip DEL'] / startup['floor DEL']:.2f}")
+        print(f"standalone / installed launcher: "
+              f"VERSION {startup['standalone VERSION'] / startup['ipvlan-ip VERSION']:.2f}, "
+              f"DEL {startup['standalone DEL'] / startup['ipvlan-ip DEL']:.2f}")
+    if imports:
+        print("\nthe plugin path's largest imports, own time (-X importtime, one DEL)")
+        for own, name in imports:
+            print(f"{own / 1000:8.2f} ms  {name}")
 
 
 def main(argv: list[str]) -> int:
@@ -180,7 +242,9 @@ def main(argv: list[str]) -> int:
     if args.kernel_json:
         Path(args.kernel_json).write_text(json.dumps(kernel_part(args.cycles, args.links)))
         return 0
-    startup = startup_part(args.startup_runs)
+    with tempfile.TemporaryDirectory(prefix="ipvlan-bench-") as workdir:
+        startup = startup_part(args.startup_runs, workdir)
+    imports = slowest_imports()
     result_file = REPO / ".vm" / "bench-kernel.json"
     result_file.parent.mkdir(exist_ok=True)
     result_file.unlink(missing_ok=True)
@@ -197,7 +261,7 @@ def main(argv: list[str]) -> int:
         return 1
     kernel = json.loads(result_file.read_text())
     kernel["add_with_links"] = {int(k): v for k, v in kernel["add_with_links"].items()}
-    report(kernel, startup, where)
+    report(kernel, startup, imports, where)
     return 0
 
 

@@ -39,10 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni", help="where the plugins are (CNI_PATH)")
     run.add_argument("--cache-dir", default="/var/lib/cni/results", help="where ADD results are kept")
     run.add_argument("--args", default="", help="CNI_ARGS, K=V;K=V")
-    inst = sub.add_parser("install", help="put a launcher for this installation into the CNI bin dir")
+    inst = sub.add_parser("install", help="put a launcher for this installation, or with --standalone the "
+                                          "whole plugin as one file, into the CNI bin dir")
     inst.add_argument("--cni-bin-dir", default="/opt/cni/bin")
     inst.add_argument("--name", default="ipvlan-ip", help="file name, which is the config's \"type\"")
     inst.add_argument("--force", action="store_true", help="replace a file this command did not write")
+    inst.add_argument("--standalone", action="store_true",
+                      help="write one self-contained file (a zip application) that needs only python3 >= 3.11")
+    inst.add_argument("--python", help="with --standalone: the interpreter for its #! line "
+                                       "(default: /usr/bin/env python3)")
     return parser
 
 
@@ -79,6 +84,7 @@ def _read(path: str) -> bytes:
 
 def _plan(args) -> int:
     import json
+
     from .errors import CniError
     from .plan import plan
     try:
@@ -96,7 +102,9 @@ def _plan(args) -> int:
 def _install(args) -> int:
     from .install import install
     try:
-        print(f"installed {install(args.cni_bin_dir, args.name, args.force)}")
+        if args.python and not args.standalone:
+            return _fail("--python goes with --standalone", 2)
+        print(f"installed {install(args.cni_bin_dir, args.name, args.force, args.standalone, args.python)}")
     except ValueError as e:
         return _fail(str(e), 1)
     except OSError as e:
@@ -107,6 +115,7 @@ def _install(args) -> int:
 def validate(path: str) -> int:
     """Each problem as 'file: $.json.path: reason'; exit 0 when valid, 1 when not, 2 when unreadable."""
     import json
+
     from . import validation
     try:
         data = json.loads(_read(path))
@@ -131,6 +140,7 @@ def validate(path: str) -> int:
 
 def _conflist(args) -> int:
     import json
+
     from .conflist import Conflist
     from .environment import CniEnv
     from .errors import CniError

@@ -179,7 +179,7 @@ def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing) -> l
 def route_plan(addressing: Addressing) -> list[dict]:
     """The routes to add, each with its gateway filled in: a route without
     `gw` goes through the gateway of the first IP of its family."""
-    gateways = {}
+    gateways: dict[int, str] = {}
     for ipc in addressing.ips:
         if ipc.get("gateway"):
             gateways.setdefault(family(ipc["address"]), ipc["gateway"])

@@ -4,8 +4,6 @@
 # (tests/unit/test_compiled_schemas.py fails while this file and schemas/ differ).
 # VALIDATORS at the end maps each schema's name to its validator; each raises
 # JsonSchemaValueException on the first problem it finds.
-# ruff: noqa
-# mypy: ignore-errors
 VERSION = "2.22.3"
 Decimal = float  # json.loads makes no Decimal: see scripts/compile_schemas.py
 import re

@@ -6,8 +6,8 @@ from collections import namedtuple
 
 from . import results, validation
 from .environment import batch_problem
+from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .versions import SUPPORTED_VERSIONS, version_tuple
-from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
 
 # A config without cniVersion predates the field: the spec reads it as 0.1.0.
 DEFAULT_VERSION = "0.1.0"
@@ -34,7 +34,7 @@ def decode(stdin: bytes):
     try:
         return json.loads(stdin)
     except (UnicodeDecodeError, ValueError) as e:
-        raise CniError(DECODING_FAILURE, f"failed to decode the network configuration on stdin: {e}")
+        raise CniError(DECODING_FAILURE, f"failed to decode the network configuration on stdin: {e}") from e
 
 
 def load(data, stdin: bytes, command: str) -> NetConf:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .environment import CniEnv
-from .errors import CniError, INVALID_CONFIG, INCOMPATIBLE_VERSION
+from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .ipam import find_plugin, plugin_error
 from .versions import version_tuple
 
@@ -30,9 +30,10 @@ class Conflist:
         self.cni_path, self.cache_dir = cni_path, Path(cache_dir)
 
     def add(self, run, env: CniEnv) -> dict:
-        result = None
+        result: dict | None = None
         for plugin in self.plugins:
             result = self._call(run, env, "ADD", plugin, result)
+        assert result is not None   # __init__ refuses an empty list, and _call an ADD without a result
         self._cache(env).parent.mkdir(parents=True, exist_ok=True)
         self._cache(env).write_text(json.dumps({"kind": "cniCacheV1", "containerId": env.container_id,
                                                 "ifName": env.ifname, "networkName": self.name,
@@ -67,7 +68,16 @@ class Conflist:
         code, out = run.run_plugin(path, child_env, json.dumps(conf).encode())
         if code:
             raise plugin_error(out, code, f"plugin {plugin['type']!r}", command)
-        return json.loads(out) if command == "ADD" else None
+        if command != "ADD":
+            return None
+        try:
+            result = json.loads(out)
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            raise CniError(DECODING_FAILURE, f"plugin {plugin['type']!r} printed no result object on ADD: "
+                           f"{out[:200]!r}")
+        return result
 
     def _cache(self, env: CniEnv) -> Path:
         return self.cache_dir / f"{self.name}-{env.container_id}-{env.ifname}"

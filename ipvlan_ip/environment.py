@@ -4,7 +4,7 @@ import os
 import re
 from collections import namedtuple
 
-from .errors import CniError, INVALID_ENVIRONMENT
+from .errors import INVALID_ENVIRONMENT, CniError
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 
@@ -76,7 +76,8 @@ def read_environment(environ=None) -> CniEnv:
     missing = [v for v in _REQUIRED[command] if not environ.get(v)]
     if missing:
         raise CniError(INVALID_ENVIRONMENT,
-                       f"{command} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} missing or empty")
+                       f"{command} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                       "missing or empty")
     env = CniEnv(
         command=command,
         container_id=environ.get("CNI_CONTAINERID", ""),

@@ -20,6 +20,7 @@ IPAM_FAILURE = 101      # the IPAM plugin could not be run or answered nonsense
 CHECK_FAILURE = 102     # CHECK found the container's network drifted
 MASTER_FAILURE = 103    # the master interface is missing or unusable
 INTERFACE_EXISTS = 104  # CNI_IFNAME is taken in the container: a repeated ADD, or another plugin's
+PYTHON_TOO_OLD = 105    # the standalone file run by Python < 3.11 (answered by its __main__.py)
 INTERNAL = 199          # a bug in ipvlan-ip: please report it
 
 _SHORT = {
@@ -37,6 +38,7 @@ _SHORT = {
     CHECK_FAILURE: "container network does not match prevResult",
     MASTER_FAILURE: "master interface unusable",
     INTERFACE_EXISTS: "interface already exists in the container",
+    PYTHON_TOO_OLD: "Python too old for ipvlan-ip",
     INTERNAL: "internal error in ipvlan-ip",
 }
 

@@ -1,4 +1,5 @@
-"""`ipvlan-ip install`: a launcher in the CNI bin dir that runs this installation.
+"""`ipvlan-ip install`: a launcher in the CNI bin dir that runs this
+installation, or with --standalone the whole plugin as one file (standalone.py).
 
 The launcher is a Python script whose #! line is this interpreter (the venv's
 python), so a runtime's exec of $CNI_PATH/ipvlan-ip starts no shell first.
@@ -27,22 +28,27 @@ def launcher() -> str:
             "from ipvlan_ip.main import main\n\nmain()\n")
 
 
-def install(bin_dir: str, name: str, force: bool) -> str:
-    """Write the launcher; the path written. Refuses (ValueError) to replace a
-    file it did not write unless forced."""
+def install(bin_dir: str, name: str, force: bool, standalone: bool = False, python: str | None = None) -> str:
+    """Write the launcher, or the standalone file; the path written. Refuses
+    (ValueError) to replace a file it did not write unless forced."""
     if "/" in name or name in ("", ".", ".."):
         raise ValueError(f"--name {name!r} must be a plain file name")
     target = Path(bin_dir) / name
     if target.exists() and not force:
         try:
-            ours = MARK in target.read_text(errors="replace")
+            with target.open("rb") as f:    # the mark is on the second line, whichever kind
+                ours = MARK.encode() in f.read(4096)
         except OSError:
             ours = False
         if not ours:
             raise ValueError(f"{target} exists and was not written by ipvlan-ip install; use --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{name}.tmp{os.getpid()}")
-    tmp.write_text(launcher())
+    if standalone:
+        from .standalone import build
+        tmp.write_bytes(build(python, MARK))
+    else:
+        tmp.write_text(launcher())
     tmp.chmod(0o755)
     os.replace(tmp, target)   # a runtime exec'ing it meanwhile sees the old or the new file, never half
     return str(target)

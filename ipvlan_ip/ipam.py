@@ -7,7 +7,7 @@ import os
 from . import results
 from .config import NetConf
 from .environment import CniEnv
-from .errors import CniError, INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE
+from .errors import INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE, CniError
 
 
 def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
@@ -34,14 +34,15 @@ def add(run, conf: NetConf, env: CniEnv) -> dict:
     out = execute(run, conf, env, "ADD")
     try:
         answer = json.loads(out)
-    except ValueError:
-        raise CniError(IPAM_FAILURE, f"IPAM plugin {conf.ipam_type!r} printed no JSON result: {out[:200]!r}")
+    except ValueError as e:
+        raise CniError(IPAM_FAILURE, f"IPAM plugin {conf.ipam_type!r} printed no JSON result: {out[:200]!r}") from e
     if not isinstance(answer, dict):
-        raise CniError(IPAM_FAILURE, f"IPAM plugin {conf.ipam_type!r} printed {type(answer).__name__}, not a result object")
+        raise CniError(IPAM_FAILURE, f"IPAM plugin {conf.ipam_type!r} printed {type(answer).__name__}, "
+                       "not a result object")
     try:
         return results.parse(answer, conf.cni_version, f"the result of IPAM plugin {conf.ipam_type!r}")
     except CniError as e:
-        raise CniError(IPAM_FAILURE, e.details)
+        raise CniError(IPAM_FAILURE, e.details) from e
 
 
 def plugin_error(out: str, code: int, plugin: str, command: str) -> CniError:

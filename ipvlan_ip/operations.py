@@ -10,9 +10,18 @@ from . import commands, ipam
 from .commands import Addressing, LinkSpec, Netns
 from .config import NetConf
 from .environment import CniEnv, batch_problem
-from .errors import (CniError, CHECK_FAILURE, INTERFACE_EXISTS, INVALID_CONFIG, INVALID_ENVIRONMENT,
-                     LINK_FAILURE, MASTER_FAILURE, NOT_AVAILABLE)
+from .errors import (
+    CHECK_FAILURE,
+    INTERFACE_EXISTS,
+    INVALID_CONFIG,
+    INVALID_ENVIRONMENT,
+    LINK_FAILURE,
+    MASTER_FAILURE,
+    NOT_AVAILABLE,
+    CniError,
+)
 from .runner import BatchFailure, CommandFailed
+
 
 def resolve_netns(path: str) -> Netns:
     if not os.path.exists(path):
@@ -174,6 +183,7 @@ def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made:
     """Announce, rename, address, bring up and route the link; its MAC as
     the kernel reads it back."""
     *sysctls, configure = commands.after_addressing(spec, target, addressing)
+    assert isinstance(configure, commands.Command)   # the batch comes last
     for write in sysctls:
         run.write_sysctl(write)
     try:
@@ -241,14 +251,14 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
     try:
         (link,), routes = run.run_json(commands.inspect_container(target, env.ifname))
     except CommandFailed as e:
-        raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}")
+        raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}") from e
     for problem in drift(conf, prev, index, link, routes):
         raise CniError(CHECK_FAILURE, problem)
 
 
 def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
     """Each way the kernel's state differs from prevResult and the config."""
-    import ipaddress   # CHECK's alone: the other commands start without it
+    import ipaddress  # CHECK's alone: the other commands start without it
     name = link["ifname"]
     info = link.get("linkinfo", {})
     if info.get("info_kind") != "ipvlan":
@@ -297,7 +307,7 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
         try:
             run.run_json(commands.show_master(None, conf.master))
         except CommandFailed as e:
-            raise CniError(NOT_AVAILABLE, f"master {conf.master!r} does not exist: {e.stderr.strip()}")
+            raise CniError(NOT_AVAILABLE, f"master {conf.master!r} does not exist: {e.stderr.strip()}") from e
 
 
 def gc(conf: NetConf, env: CniEnv, run) -> None:

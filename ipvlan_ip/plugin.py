@@ -8,7 +8,7 @@ and exits 1; a bug becomes error 199 rather than a traceback.
 import os
 import sys
 
-from .errors import CniError, INTERNAL, INVALID_ENVIRONMENT
+from .errors import INTERNAL, INVALID_ENVIRONMENT, CniError
 from .versions import LATEST, version_answer
 
 
@@ -99,7 +99,9 @@ def _echo(env, data, environ):
     conf = data if isinstance(data, dict) else {}
     debug = (environ.get("IPVLAN_IP_DEBUG") == "1" or env.args.get("IPVLAN_IP_DEBUG") == "1"
              or conf.get("debug") is True)
-    log_file = conf.get("logFile") if isinstance(conf.get("logFile"), str) and conf["logFile"].startswith("/") else ""
+    log_file = conf.get("logFile")
+    if not (isinstance(log_file, str) and log_file.startswith("/")):
+        log_file = ""
     return Echo(debug, log_file, env.container_id)
 
 

@@ -11,7 +11,7 @@ the version the runtime asked for. The shapes are:
 """
 
 from . import validation
-from .errors import CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INTERNAL
+from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INTERNAL, CniError
 from .versions import SUPPORTED_VERSIONS
 
 _SHAPE = {"0.1.0": "0.2", "0.2.0": "0.2", "0.3.0": "0.3", "0.3.1": "0.3",
@@ -41,13 +41,13 @@ def parse(data: dict, default_version: str, what: str) -> dict:
     try:
         _check_addresses(result)
     except ValueError as e:
-        raise CniError(DECODING_FAILURE, f"{what} holds an invalid address: {e}")
+        raise CniError(DECODING_FAILURE, f"{what} holds an invalid address: {e}") from e
     return result
 
 
 def _check_addresses(result: dict) -> None:
     """The schema only checks the characters; ipaddress checks the values."""
-    import ipaddress   # here, not at the top: VERSION and a DEL without prevResult never need it
+    import ipaddress  # here, not at the top: VERSION and a DEL without prevResult never need it
     for ip in result["ips"]:
         ipaddress.ip_interface(ip["address"])
         if ip.get("gateway"):
@@ -59,7 +59,7 @@ def _check_addresses(result: dict) -> None:
 
 
 def _from_current(data: dict) -> dict:
-    result = {
+    result: dict = {
         "interfaces": [dict(i) for i in data.get("interfaces", [])],
         "ips": [{k: v for k, v in ip.items() if k != "version"} for ip in data.get("ips", [])],
         "routes": [dict(r) for r in data.get("routes", [])],
@@ -70,7 +70,7 @@ def _from_current(data: dict) -> dict:
 
 
 def _from_legacy(data: dict) -> dict:
-    result = {"interfaces": [], "ips": [], "routes": []}
+    result: dict = {"interfaces": [], "ips": [], "routes": []}
     for key in ("ip4", "ip6"):
         block = data.get(key)
         if block:

@@ -22,7 +22,7 @@ import time
 from collections import namedtuple
 
 from .commands import Command, Netns, SysctlWrite
-from .errors import CniError, LINK_FAILURE, TRY_AGAIN_LATER, IPAM_FAILURE
+from .errors import IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 
 CLONE_NEWNET = 0x40000000
 
@@ -61,7 +61,7 @@ class Echo:
 
 def shell_line(step: Command | SysctlWrite) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
-    import shlex   # only for the echo and error messages
+    import shlex  # only for the echo and error messages
     if isinstance(step, SysctlWrite):
         enter = (("ip", "netns", "exec", step.netns.name) if step.netns.name
                  else ("nsenter", f"--net={step.netns.path}"))
@@ -131,7 +131,7 @@ class Runner:
                 f.write(write.value)
         except OSError as e:
             self._outcome(1, start)
-            raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}")
+            raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
         self._outcome(0, start)
 
     def interface_exists(self, netns: Netns, name: str) -> bool:
@@ -216,7 +216,8 @@ _FAILED = re.compile(r"^Command failed -:(\d+)$")
 
 def batch_failures(stderr: str, lines: tuple[str, ...]) -> list[BatchFailure]:
     """iproute2 prints its complaint, then `Command failed -:N`, per failing line."""
-    failures, said = [], []
+    failures: list[BatchFailure] = []
+    said: list[str] = []
     for text in stderr.splitlines():
         m = _FAILED.match(text.strip())
         if m:
@@ -233,7 +234,7 @@ def inside_netns(path: str):
     """Switch this thread into the netns at `path` and back (what Go's
     netns.Do does): /proc/sys/net shows the netns of the thread that opens it,
     and a socket belongs to the netns of the thread that makes it."""
-    import ctypes   # os.setns arrives with Python 3.12; only ADD pays for this
+    import ctypes  # os.setns arrives with Python 3.12; only ADD pays for this
     libc = ctypes.CDLL(None, use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:

@@ -11,14 +11,9 @@ compiled validator's own message stands in.
 """
 
 import json
-import os
 from functools import cache
 
 from .compiled_schemas import VALIDATORS, JsonSchemaValueException
-
-# Next to this file, in the installed package too (importlib.resources would
-# find them as well, at a start-up cost).
-_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 
 
 def check(name: str, instance) -> list[str]:
@@ -48,8 +43,10 @@ def problems(name: str, instance) -> list[str]:
 
 @cache
 def _load(name: str) -> dict:
-    with open(os.path.join(_DIR, f"{name}.schema.json")) as f:
-        return json.load(f)
+    # Through the package's loader, so that it works from the standalone zip too;
+    # only the way to an explanation pays for importlib.resources.
+    from importlib.resources import files
+    return json.loads(files("ipvlan_ip.schemas").joinpath(f"{name}.schema.json").read_text())
 
 
 @cache

@@ -30,8 +30,6 @@ HEADER = f'''\
 # (tests/unit/test_compiled_schemas.py fails while this file and schemas/ differ).
 # VALIDATORS at the end maps each schema's name to its validator; each raises
 # JsonSchemaValueException on the first problem it finds.
-# ruff: noqa
-# mypy: ignore-errors
 '''
 
 # What the generated code imports from fastjsonschema, defined here instead so

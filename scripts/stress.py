@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vm import REPO, host_has_ipvlan, run_in_vm  # noqa: E402
+from vm import host_has_ipvlan, plugin_launcher, run_in_vm  # noqa: E402
 
 from ipvlan_ip.commands import temporary_name  # noqa: E402
 
-PLUGIN = str(REPO / ".venv" / "bin" / "ipvlan-ip")
+PLUGIN = plugin_launcher()
 
 
 # Every process this run starts inherits this variable, so strays are found
@@ -78,10 +78,10 @@ def stress(cycles: int, parallel: int) -> int:
                 for cycle in range(cycles):
                     ids = [f"s{cycle}x{n}" for n in range(parallel)]
                     assert len({temporary_name(i, "eth0") for i in ids}) == parallel, "temporary names collide"
-                    added = list(pool.map(lambda a: call("ADD", conf, *a), zip(namespaces, ids)))
+                    added = list(pool.map(lambda a: call("ADD", conf, *a), zip(namespaces, ids, strict=True)))
                     addresses = [r["ips"][0]["address"] for r in added]
                     assert len(set(addresses)) == parallel, f"addresses not distinct: {addresses}"
-                    list(pool.map(lambda a: call("DEL", conf, *a), zip(namespaces, ids)))
+                    list(pool.map(lambda a: call("DEL", conf, *a), zip(namespaces, ids, strict=True)))
                     left = sorted(p.name for p in Path(workdir, "stress").glob("10.*"))
                     assert not left, f"cycle {cycle}: reservations left: {left}"
                     assert not leftover_links(namespaces), f"cycle {cycle}: links left: {leftover_links(namespaces)}"

@@ -40,6 +40,13 @@ def host_has_ipvlan() -> bool:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def plugin_launcher() -> str:
+    """The plugin as runtimes run it: the launcher `ipvlan-ip install` writes,
+    here into .vm/bin, which the VM can write too."""
+    from ipvlan_ip.install import install
+    return install(str(VM_DIR / "bin"), "ipvlan-ip", force=True)
+
+
 def run_in_vm(argv: list[str]) -> int:
     kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
     if not kernels:

@@ -15,6 +15,7 @@ BLOCK = re.compile(r"(<!-- plan (ADD|DEL|CHECK) -->\n```sh\n)(.*?)(```)", re.S)
 
 def plan_text(command: str) -> str:
     import json
+
     from ipvlan_ip.plan import plan
     return plan((EXAMPLE / "mynet.conf").read_bytes(), "/run/netns/blue", "eth0", command,
                 json.loads((EXAMPLE / "ipam-result.json").read_text()))

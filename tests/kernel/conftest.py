@@ -4,18 +4,19 @@ veth masters, and a way to call the plugin as a runtime does."""
 import json
 import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ipvlan_ip.install import install
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from vm import plugin_launcher  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-# What a runtime runs: the launcher `ipvlan-ip install` writes (python -IS),
-# here into .vm/, which the test VM can write too.
-PLUGIN = install(str(REPO / ".vm" / "bin"), "ipvlan-ip", force=True)
+# What a runtime runs: the launcher `ipvlan-ip install` writes, or the file
+# IPVLAN_IP_TEST_PLUGIN names (tests/kernel/test_standalone.py sets it).
+PLUGIN = os.environ.get("IPVLAN_IP_TEST_PLUGIN") or plugin_launcher()
 GO_PLUGINS = "/usr/lib/cni"
 TEST_PLUGINS = str(Path(__file__).parent / "plugins")
 

@@ -16,7 +16,8 @@ def test_conflist_with_tuning(master, netns, ipam_dir, tmp_path):
     bin_dir = tmp_path / "bin"
     assert run("install", "--cni-bin-dir", str(bin_dir)).returncode == 0
     conflist = {"cniVersion": "1.0.0", "name": "tuned", "plugins": [
-        {"type": "ipvlan-ip", "master": master, "ipam": host_local(ipam_dir, subnet="10.70.0.0/24", gateway="10.70.0.1")},
+        {"type": "ipvlan-ip", "master": master,
+         "ipam": host_local(ipam_dir, subnet="10.70.0.0/24", gateway="10.70.0.1")},
         {"type": "tuning", "mtu": 1300, "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}}]}
     (tmp_path / "tuned.conflist").write_text(json.dumps(conflist))
     common = [str(tmp_path / "tuned.conflist"), "--netns", f"/run/netns/{netns}", "--container-id", "t1",

@@ -7,6 +7,7 @@ import subprocess
 from .conftest import PLUGIN, call_plugin
 from .test_plugin import ok
 
+
 def commands_of(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
@@ -27,7 +28,7 @@ def test_add_and_del_run_what_plan_printed(master, netns, tmp_path):
                                  capture_output=True, text=True, check=True).stdout
         reply = call_plugin(command, conf, path, container_id="dbg1", env={"IPVLAN_IP_DEBUG": "1"})
         ok(reply)
-        sysctls = [l for l in commands_of(planned) if " sysctl " in l]
+        sysctls = [line for line in commands_of(planned) if " sysctl " in line]
         # Sysctls are written in-process; the echo prints them as the equivalent command.
         assert commands_of(reply.stderr) == commands_of(planned), reply.stderr
         assert len(sysctls) == (3 if command == "ADD" else 0)

@@ -14,7 +14,7 @@ import pytest
 
 from ipvlan_ip.commands import temporary_name
 
-from .conftest import call_plugin, ip, reservations
+from .conftest import call_plugin, reservations
 from .test_plugin import addresses_in, links_in, netconf, ok
 
 REPO = Path(__file__).resolve().parents[2]

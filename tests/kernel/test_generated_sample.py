@@ -3,7 +3,8 @@ the real plugin: a failure leaves nothing in the netns and nothing reserved;
 a success is undone by DEL."""
 
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.unit.test_generated_input import configs
 

@@ -33,7 +33,7 @@ def addresses_in(ns: str, name: str = "eth0") -> set[str]:
 
 
 def links_in(ns: str) -> list[str]:
-    return [l["ifname"] for l in ipj("link", "show", ns=ns)]
+    return [link["ifname"] for link in ipj("link", "show", ns=ns)]
 
 
 def ok(reply):
@@ -126,7 +126,8 @@ def test_two_containers_ping_each_other(master, make_netns, ipam_dir):
     rb = ok(call_plugin("ADD", conf, f"/run/netns/{b}", container_id="cb"))
     addr_b = rb["ips"][0]["address"].split("/")[0]
     assert ra["ips"][0]["address"] != rb["ips"][0]["address"]
-    done = subprocess.run(["ip", "netns", "exec", a, "ping", "-c", "2", "-W", "2", addr_b], capture_output=True, text=True)
+    done = subprocess.run(["ip", "netns", "exec", a, "ping", "-c", "2", "-W", "2", addr_b],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -153,7 +154,7 @@ def test_master_from_ipam_needs_exactly_one_interface(count, master, netns, tmp_
     reply = call_plugin("ADD", conf, f"/run/netns/{netns}")
     assert reply.code != 0 and reply.out["code"] == 103
     assert f"named {count}" in reply.out["details"]
-    calls = [json.loads(l)["command"] for l in record.read_text().splitlines()]
+    calls = [json.loads(line)["command"] for line in record.read_text().splitlines()]
     assert calls == ["ADD", "DEL"]            # the allocation was released
     assert links_in(netns) == ["lo"]
 
@@ -211,7 +212,8 @@ def test_netns_given_as_proc_path(master, ipam_dir):
     try:
         path = None
         for _ in range(50):  # wait until unshare has exec'd sleep in the new netns
-            import os, time
+            import os
+            import time
             if os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
                 path = f"/proc/{holder.pid}/ns/net"
                 break
@@ -250,7 +252,7 @@ def test_master_missing_after_ipam_leaves_no_reservation(netns, tmp_path):
             "ipam": {"type": "test-ipam", "result": result, "record": str(record)}}
     reply = call_plugin("ADD", conf, f"/run/netns/{netns}")
     assert reply.out["code"] == 103 and "nosuchdev0" in reply.out["details"]
-    assert [json.loads(l)["command"] for l in record.read_text().splitlines()] == ["ADD", "DEL"]
+    assert [json.loads(line)["command"] for line in record.read_text().splitlines()] == ["ADD", "DEL"]
 
 
 def test_missing_master_fails_before_ipam(netns, ipam_dir):
@@ -295,7 +297,7 @@ def test_error_codes(master, netns, ipam_dir):
     assert "Traceback" not in reply.stderr
 
 
-@pytest.mark.parametrize("master_name, ifname", [("-n", "dev"), ("help#1", "a;b'c"), ("netns", "type")])
+@pytest.mark.parametrize("master_name, ifname", [("-n", "dev"), ("help;1", "a;b'c"), ("netns", "type")])
 def test_names_that_look_like_options_or_keywords_stay_names(master_name, ifname, netns, ipam_dir):
     # In the container's netns (linkInContainer), so odd names never touch the host.
     ip("link", "add", "name", master_name, "type", "veth", "peer", "name", "oddpeer", ns=netns)
@@ -315,22 +317,23 @@ def test_ipam_that_never_answers_is_killed_and_released(master, netns, tmp_path)
             "ipam": {"type": "test-ipam", "record": str(record), "sleep": {"ADD": 600}, "result": {}}}
     reply = call_plugin("ADD", conf, f"/run/netns/{netns}")
     assert reply.code == 1 and reply.out["code"] == 11 and "killed" in reply.out["details"]
-    assert [json.loads(l)["command"] for l in record.read_text().splitlines()] == ["ADD", "DEL"]
+    assert [json.loads(line)["command"] for line in record.read_text().splitlines()] == ["ADD", "DEL"]
     assert links_in(netns) == ["lo"]
 
 
 def test_del_after_a_crash_between_create_and_rename_removes_everything(master, netns, ipam_dir, tmp_path):
-    # An `ip` first in PATH that SIGKILLs the plugin right after the link exists.
+    # An `ip` first in PATH that SIGKILLs the plugin when it is about to rename
+    # the link: created, its address reserved, not yet configured.
     wrapper = tmp_path / "bin" / "ip"
     wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/sh\n/usr/sbin/ip "$@"; rc=$?\n'
-                       'case "$*" in *"link add"*) kill -9 $PPID;; esac\nexit $rc\n')
+    wrapper.write_text('#!/bin/sh\ncase "$*" in *"-j -force -batch -"*) kill -9 $PPID; exit 1;; esac\n'
+                       'exec /usr/sbin/ip "$@"\n')
     wrapper.chmod(0o755)
     conf = netconf(master, ipam_dir)
     path = f"/run/netns/{netns}"
     crashed = call_plugin("ADD", conf, path, env={"PATH": f"{wrapper.parent}:/usr/sbin:/usr/bin:/sbin:/bin"})
     assert crashed.code == -9
-    assert [l for l in links_in(netns) if l.startswith("ipvl")] and reservations(ipam_dir)  # the mess is real
+    assert [name for name in links_in(netns) if name.startswith("ipvl")] and reservations(ipam_dir)  # the mess is real
 
     ok(call_plugin("DEL", conf, path))
     assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []

@@ -26,6 +26,7 @@ class Podman:
         self.root = root
         self.net_dir = root / "net.d"
         self.bin_dir = root / "bin"
+        self.node_bin = root / "node-bin"   # where tests/kernel/test_standalone.py's installer copies to
         self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF": str(root / "containers.conf"),
                     "CONTAINERS_STORAGE_CONF": str(root / "storage.conf")}
         self.started: list[str] = []
@@ -34,10 +35,12 @@ class Podman:
         """Config as docs/podman says, ipvlan-ip installed, and a busybox image
         imported from a tar (no registry is reachable)."""
         self.net_dir.mkdir(parents=True)
+        self.node_bin.mkdir()
         installed = subprocess.run([PLUGIN, "install", "--cni-bin-dir", str(self.bin_dir)], capture_output=True)
         assert installed.returncode == 0, installed.stderr
         conf = (DOCS / "containers.conf").read_text()
-        for doc_path, ours in (("/opt/cni/bin", self.bin_dir), ("/etc/cni/net.d", self.net_dir)):
+        for doc_path, ours in (("/opt/cni/bin", f'{self.bin_dir}", "{self.node_bin}'),
+                               ("/etc/cni/net.d", self.net_dir)):
             assert f'"{doc_path}"' in conf, f"docs/podman/containers.conf no longer names {doc_path}"
             conf = conf.replace(f'"{doc_path}"', f'"{ours}"')
         # podman's state, which would be under /run/libpod and /var/lib/containers
@@ -60,10 +63,13 @@ class Podman:
             assert done.returncode == 0, f"podman {' '.join(args)}: {done.stderr}"
         return done
 
-    def network(self, name: str, master: str, subnet: str, ipam_dir: Path, tuning: bool) -> str:
-        """The documented conflist as network `name` on `master`."""
+    def network(self, name: str, master: str, subnet: str, ipam_dir: Path, tuning: bool,
+                plugin: str = "ipvlan-ip") -> str:
+        """The documented conflist as network `name` on `master`, through the
+        plugin file called `plugin`."""
         conflist = json.loads((DOCS / "ipvlan-net.conflist").read_text())
         ours = conflist["plugins"][0]
+        ours["type"] = plugin
         ours["master"] = master
         ours["ipam"] = {"type": "host-local", "subnet": subnet, "dataDir": str(ipam_dir)}
         ours["logFile"] = str(self.root / f"{name}.log")

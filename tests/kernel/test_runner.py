@@ -14,13 +14,16 @@ def test_runner_creates_and_reads_back_an_ipvlan_link(netns, make_master):
     run = Runner()
     spec = LinkSpec(master=master, tmp_name="ipvl0", ifname="ipvl0", mode="l2")
 
-    run.run(commands.create_link(spec, target, in_container=True))
-    [link] = run.run_json(commands.show_link(target, "ipvl0"))[0]
+    docs, failures = run.run_batch(commands.create_on_master(spec, target, in_container=True))
+    assert failures == [] and docs[0][0]["ifname"] == master             # the master, read in the same process
+    assert run.interface_exists(target, "ipvl0") and not run.interface_exists(target, "ipvl1")
+    [link] = ipj("-d", "link", "show", "dev", "ipvl0", ns=netns)
 
     assert link["linkinfo"]["info_kind"] == "ipvlan"
     assert link["linkinfo"]["info_data"]["mode"] == "l2"
     assert link["link"] == master
 
     run.run(commands.delete_link(target, "ipvl0"))
-    assert [l["ifname"] for l in ipj("link", "show", ns=netns) if l["ifname"] == "ipvl0"] == []
+    assert not run.interface_exists(target, "ipvl0")
+    assert [link["ifname"] for link in ipj("link", "show", ns=netns) if link["ifname"] == "ipvl0"] == []
     ip("link", "show", master, ns=netns)  # the master survives its slave

@@ -71,7 +71,8 @@ def test_batch_words_are_quoted_so_iproute2_reads_them_back(word, quoted):
 
 
 def test_delete_and_inspect():
-    assert commands.delete_link(PROC, "eth0").argv == ("nsenter", "--net=/proc/42/ns/net", "ip", "link", "del", "dev", "eth0")
+    assert commands.delete_link(PROC, "eth0").argv == ("nsenter", "--net=/proc/42/ns/net",
+                                                       "ip", "link", "del", "dev", "eth0")
     inspect = commands.inspect_container(NAMED, "eth0")
     assert inspect.argv == ("ip", "-n", "blue", "-j", "-d", "-batch", "-")
     assert inspect.batch == ("address show dev eth0", "route show table all")

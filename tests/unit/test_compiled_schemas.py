@@ -6,7 +6,8 @@ jsonschema, over generated configs and results, valid and broken."""
 import os
 import sys
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipvlan_ip import validation
 from ipvlan_ip.compiled_schemas import VALIDATORS, JsonSchemaValueException
@@ -36,8 +37,8 @@ scalars = (st.none() | st.booleans() | st.integers(-70000, 70000) | st.floats(al
            | st.sampled_from(["", "eth0", "ipam", "l2", "l3s", "vepa", "1.0.0", "0.4.0", "0.2.0", "10.1.2.3/24",
                               "10.1.2.1", "fd00::5/64", "::/0", "4", "6", "a/b", "x" * 16, ".", "/var/log/x",
                               "host-local", "0.0.0.0/0", "1.0.0\n", "é"]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.sampled_from(["name", "address", "dst", "gw", "ip", "x"]), inner, max_size=3),
+keys = st.sampled_from(["name", "address", "dst", "gw", "ip", "x"])
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
                       max_leaves=8)
 
 

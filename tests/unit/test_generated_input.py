@@ -9,7 +9,8 @@ import io
 import json
 import string
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipvlan_ip import plugin, validation
 from ipvlan_ip.commands import Command, SysctlWrite

@@ -22,7 +22,8 @@ atexit.register(lambda: open({out!r}, "w").write("\\n".join(sorted(sys.modules))
 
 def modules_loaded(bin_dir, out_file, env: dict, stdin: bytes) -> set[str]:
     """The modules loaded by one plugin call through the installed launcher."""
-    launcher = open(install(str(bin_dir), "ipvlan-ip", force=True)).read()
+    with open(install(str(bin_dir), "ipvlan-ip", force=True)) as f:
+        launcher = f.read()
     interpreter, flags = launcher.splitlines()[0].removeprefix("#!").split()
     code = HOOK.format(out=str(out_file)) + launcher
     subprocess.run([interpreter, flags, "-c", code], input=stdin, env=env, capture_output=True, timeout=60)

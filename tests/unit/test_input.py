@@ -24,7 +24,8 @@ def answer(env, stdin):
 @pytest.mark.parametrize("change, code", [
     ({"CNI_COMMAND": None}, 4), ({"CNI_COMMAND": "FOO"}, 4), ({"CNI_IFNAME": None}, 4),
     ({"CNI_IFNAME": "a b"}, 4), ({"CNI_IFNAME": "a/b"}, 4), ({"CNI_IFNAME": "x" * 16}, 4),
-    ({"CNI_IFNAME": ".."}, 4), ({"CNI_IFNAME": "a#b"}, 4), ({"CNI_IFNAME": "a'b\"c"}, 4), ({"CNI_CONTAINERID": "-x"}, 4), ({"CNI_CONTAINERID": ""}, 4),
+    ({"CNI_IFNAME": ".."}, 4), ({"CNI_IFNAME": "a#b"}, 4), ({"CNI_IFNAME": "a'b\"c"}, 4),
+    ({"CNI_CONTAINERID": "-x"}, 4), ({"CNI_CONTAINERID": ""}, 4),
     ({"CNI_NETNS": None}, 4), ({"CNI_NETNS": "relative"}, 4),
     ({"IPVLAN_IP_TIMEOUT": "soon"}, 4), ({"IPVLAN_IP_TIMEOUT": "0"}, 4), ({"IPVLAN_IP_TIMEOUT": "nan"}, 4),
 ])
@@ -38,6 +39,8 @@ def test_bad_environment(change, code):
     (b"{nope", 6), (b"", 6), (b"[1,2]", 6), (b"\xff\xfe", 6),
     ({**GOOD, "mode": "l4"}, 7), ({**GOOD, "mtu": 10}, 7), ({**GOOD, "mtu": "1500"}, 7),
     ({**GOOD, "master": "a b"}, 7), ({**GOOD, "master": "x" * 16}, 7), ({**GOOD, "name": "a/b"}, 7),
+    # iproute2's batch input, which reads the master and creates the link, cuts a line at '#'
+    ({**GOOD, "master": "help#1"}, 7), ({**GOOD, "master": "a'b\"c"}, 7),
     ({**GOOD, "ipam": {"type": "../evil"}}, 7), ({**GOOD, "ipam": {"type": "dhcp"}}, 7),
     ({**GOOD, "linkInContainer": "yes"}, 7), ({**GOOD, "master": "ipam", "ipam": {}}, 7),
     ({k: v for k, v in GOOD.items() if k != "type"}, 7),

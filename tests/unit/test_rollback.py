@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ipvlan_ip import commands, plugin
-from ipvlan_ip.errors import CniError, LINK_FAILURE
+from ipvlan_ip.errors import LINK_FAILURE, CniError
 from ipvlan_ip.runner import BatchFailure
 
 from .test_generated_input import FakeRunner
@@ -40,7 +40,8 @@ def failing_at(step: str, how: str = "error"):
                     return [master], [BatchFailure(cmd.batch[1], "injected failure at create")]
             elif step == "configure":
                 self.calls.append(cmd.argv)
-                return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [BatchFailure(cmd.batch[1], "RTNETLINK answers: Permission denied")]
+                denied = BatchFailure(cmd.batch[1], "RTNETLINK answers: Permission denied")
+                return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [denied]
             return super().run_batch(cmd)
 
         def write_sysctl(self, write):

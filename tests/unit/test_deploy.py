@@ -1,0 +1,72 @@
+"""deploy/kubernetes/ checked offline: the DaemonSet against Kubernetes' own
+schemas (bundled by kubernetes-validate), the NetworkAttachmentDefinition
+against Multus' CRD shape with its config against our netconf schema, and
+the installer script's refusal to replace a file that is not ours.
+tests/kernel/test_standalone.py builds and runs the installer image."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from ipvlan_ip import validation
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy" / "kubernetes"
+KUBERNETES = "1.30"     # an old enough release that most clusters run it or later
+
+# The part of Multus' CRD (k8s.cni.cncf.io/v1) a NetworkAttachmentDefinition is checked against.
+NAD_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {"apiVersion": {"const": "k8s.cni.cncf.io/v1"}, "kind": {"const": "NetworkAttachmentDefinition"},
+                   "metadata": {"type": "object", "required": ["name"]},
+                   "spec": {"type": "object", "properties": {"config": {"type": "string"}},
+                            "additionalProperties": False}},
+}
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+def test_the_daemonset_is_valid_kubernetes():
+    kubernetes_validate.validate(load("daemonset.yaml"), KUBERNETES, strict=True)   # raises when it is not
+
+
+def test_the_daemonset_mounts_the_node_cni_bin_dir_where_the_installer_writes():
+    pod = load("daemonset.yaml")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    [mount] = container["volumeMounts"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["hostPath"]["path"] == "/opt/cni/bin" and mount["mountPath"] == env["CNI_BIN_DIR"]
+    assert "/ipvlan-ip" in (DEPLOY / "Containerfile").read_text()
+
+
+def test_the_network_attachment_definition_is_the_readmes_and_its_config_is_valid():
+    nad = load("network-attachment-definition.yaml")
+    jsonschema.validate(nad, NAD_SCHEMA)
+    config = json.loads(nad["spec"]["config"])
+    assert validation.problems("netconf", {**config, "name": nad["metadata"]["name"]}) == []
+    manifest = (DEPLOY / "network-attachment-definition.yaml").read_text()
+    shown = [line.strip() for line in manifest[manifest.index("apiVersion:"):].splitlines()]
+    readme = [line.strip() for line in (REPO / "README.md").read_text().splitlines()]
+    assert any(readme[n:n + len(shown)] == shown for n in range(len(readme))), "README's NAD differs"
+
+
+def test_the_installer_leaves_a_file_that_is_not_ours(tmp_path):
+    foreign = tmp_path / "ipvlan-ip"
+    foreign.write_text("#!/bin/sh\necho another plugin\n")
+    done = subprocess.run(["sh", str(DEPLOY / "install-cni.sh")], env={"CNI_BIN_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "not written by ipvlan-ip" in done.stderr
+    assert foreign.read_text() == "#!/bin/sh\necho another plugin\n"
+
+
+@pytest.mark.parametrize("name", ["daemonset.yaml", "network-attachment-definition.yaml"])
+def test_the_readme_points_at_the_manifests(name):
+    assert f"deploy/kubernetes/{name}" in (REPO / "README.md").read_text()
