@@ -11,25 +11,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from vm import REPO, host_has_ipvlan, run_in_vm  # noqa: E402
+import sh
 
-PLUGIN = str(REPO / ".venv" / "bin" / "ipvlan-ip")
+sys.path.insert(0, str(Path(__file__).parent))
+from vm import host_has_ipvlan, plugin_launcher, run_in_vm  # noqa: E402
+
 CONTAINERS = ("demo-a", "demo-b")
 MASTER = "demo-m0"
+# sh reads best for the commands a person would type; _tty_out=False as nothing here is a terminal.
+ip = sh.Command("ip").bake(_tty_out=False)
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def sh(*argv: str) -> str:
-    print("$ " + " ".join(argv), flush=True)
-    done = subprocess.run(argv, capture_output=True, text=True)
-    print(done.stdout + done.stderr, end="", flush=True)
-    if done.returncode:
-        raise SystemExit(f"demo: `{' '.join(argv)}` failed")
-    return done.stdout
+def show(*args: str) -> str:
+    """Run `ip ARGS` as if typed at a prompt, and print what it says."""
+    print(f"$ ip {' '.join(args)}", flush=True)
+    try:
+        out = ip(*args, _err_to_out=True)
+    except sh.ErrorReturnCode as e:
+        print(e.stdout.decode(), end="", flush=True)
+        raise SystemExit(f"demo: `{' '.join(args)}` failed") from e
+    print(out, end="", flush=True)
+    return out
 
 
 def cni(command: str, conf: dict, container: str) -> dict | None:
@@ -38,7 +44,8 @@ def cni(command: str, conf: dict, container: str) -> dict | None:
            "IPVLAN_IP_DEBUG": "1"}
     print(f"$ CNI_COMMAND={command} CNI_CONTAINERID={container} CNI_NETNS=/run/netns/{container} "
           f"CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni IPVLAN_IP_DEBUG=1 ipvlan-ip < conf.json", flush=True)
-    done = subprocess.run([PLUGIN], input=json.dumps(conf), env=env, capture_output=True, text=True)
+    # subprocess, as a runtime does: the debug echo on stderr, the result on stdout, apart.
+    done = subprocess.run([plugin_launcher()], input=json.dumps(conf), env=env, capture_output=True, text=True)
     print(done.stderr, end="", flush=True)       # the debug echo
     if done.stdout.strip():
         print("stdout:", done.stdout, end="", flush=True)
@@ -55,11 +62,11 @@ def demo(workdir: str) -> None:
     print(json.dumps(conf, indent=2))
 
     banner("set up: a veth as master, two empty network namespaces")
-    sh("ip", "link", "add", MASTER, "type", "veth", "peer", "name", MASTER + "p")
-    sh("ip", "link", "set", MASTER, "up")
-    sh("ip", "link", "set", MASTER + "p", "up")
+    show("link", "add", MASTER, "type", "veth", "peer", "name", MASTER + "p")
+    show("link", "set", MASTER, "up")
+    show("link", "set", MASTER + "p", "up")
     for c in CONTAINERS:
-        sh("ip", "netns", "add", c)
+        show("netns", "add", c)
 
     results = {}
     for c in CONTAINERS:
@@ -67,12 +74,12 @@ def demo(workdir: str) -> None:
         results[c] = cni("ADD", conf, c)
 
     banner("what the kernel now has in demo-a")
-    sh("ip", "-n", "demo-a", "-d", "address", "show", "dev", "eth0")
-    sh("ip", "-n", "demo-a", "route")
+    show("-n", "demo-a", "-d", "address", "show", "dev", "eth0")
+    show("-n", "demo-a", "route")
 
     banner("demo-a pings demo-b over ipvlan")
     b_address = results["demo-b"]["ips"][0]["address"].split("/")[0]
-    sh("ip", "netns", "exec", "demo-a", "ping", "-c", "3", "-W", "2", b_address)
+    show("netns", "exec", "demo-a", "ping", "-c", "3", "-W", "2", b_address)
 
     for command in ("CHECK", "DEL"):
         for c in CONTAINERS:
@@ -81,7 +88,7 @@ def demo(workdir: str) -> None:
 
     banner("after DEL: no eth0 in the namespaces, no address held by host-local")
     for c in CONTAINERS:
-        sh("ip", "-n", c, "link", "show")
+        show("-n", c, "link", "show")
     left = sorted(p.name for p in Path(workdir, "ipam", "demo").glob("10.*"))
     print(f"host-local reservations left: {left}")
     if left:
@@ -90,8 +97,8 @@ def demo(workdir: str) -> None:
 
 def cleanup() -> None:
     for c in CONTAINERS:
-        subprocess.run(["ip", "netns", "del", c], capture_output=True)
-    subprocess.run(["ip", "link", "del", MASTER], capture_output=True)
+        ip("netns", "del", c, _ok_code=range(256))     # gone already is fine
+    ip("link", "del", MASTER, _ok_code=range(256))
 
 
 def main(argv: list[str]) -> int:

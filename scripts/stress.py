@@ -19,12 +19,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sh
+
 sys.path.insert(0, str(Path(__file__).parent))
 from vm import host_has_ipvlan, plugin_launcher, run_in_vm  # noqa: E402
 
 from ipvlan_ip.commands import temporary_name  # noqa: E402
 
 PLUGIN = plugin_launcher()
+# sh for the set-up and the look-around, which read like the commands; the
+# plugin calls go through subprocess, as a runtime makes them.
+ip = sh.Command("ip").bake(_tty_out=False)
 
 
 # Every process this run starts inherits this variable, so strays are found
@@ -45,7 +50,7 @@ def call(command: str, conf: bytes, netns: str, container: str) -> dict | None:
 def leftover_links(namespaces: list[str]) -> list[str]:
     found = []
     for ns in namespaces:
-        out = subprocess.run(["ip", "-n", ns, "-j", "link", "show"], capture_output=True, text=True).stdout
+        out = ip("-n", ns, "-j", "link", "show", _ok_code=range(256))
         found += [f"{ns}/{link['ifname']}" for link in json.loads(out or "[]") if link["ifname"] != "lo"]
     return found
 
@@ -64,11 +69,11 @@ def strays() -> list[str]:
 
 def stress(cycles: int, parallel: int) -> int:
     master = f"st{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "link", "add", master, "type", "veth", "peer", "name", master + "p"], check=True)
-    subprocess.run(["ip", "link", "set", master, "up"], check=True)
+    ip("link", "add", master, "type", "veth", "peer", "name", master + "p")
+    ip("link", "set", master, "up")
     namespaces = [f"stress-{n}-{uuid.uuid4().hex[:4]}" for n in range(parallel)]
     for ns in namespaces:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
+        ip("netns", "add", ns)
     with tempfile.TemporaryDirectory(prefix="ipvlan-stress-") as workdir:
         conf = json.dumps({"cniVersion": "1.0.0", "name": "stress", "type": "ipvlan-ip", "master": master,
                            "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": workdir}}).encode()
@@ -90,8 +95,8 @@ def stress(cycles: int, parallel: int) -> int:
             assert files == ["stress/last_reserved_ip.0", "stress/lock"], f"files left: {files}"
         finally:
             for ns in namespaces:
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            subprocess.run(["ip", "link", "del", master], capture_output=True)
+                ip("netns", "del", ns, _ok_code=range(256))
+            ip("link", "del", master, _ok_code=range(256))
     left = strays()
     print(f"stress: {cycles} cycles of {parallel} ADD + {parallel} DEL on one master in {elapsed:.1f} s: "
           f"{cycles / elapsed:.3f} cycles/s; nothing left (links, reservations, files); "

@@ -1,6 +1,7 @@
 """Fixtures for tests against a real kernel: throwaway network namespaces,
 veth masters, and a way to call the plugin as a runtime does."""
 
+import fcntl
 import json
 import os
 import subprocess
@@ -10,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from vm import plugin_launcher  # noqa: E402
+
+from .runtimes import Podman  # noqa: E402
 
 # What a runtime runs: the launcher `ipvlan-ip install` writes, or the file
 # IPVLAN_IP_TEST_PLUGIN names (tests/kernel/test_standalone.py sets it).
@@ -21,12 +25,17 @@ GO_PLUGINS = "/usr/lib/cni"
 TEST_PLUGINS = str(Path(__file__).parent / "plugins")
 
 
+# sh for driving ip by hand: it reads like the command line, and time does
+# not matter here (the plugin itself spawns through subprocess).
+_ip = sh.Command("ip").bake(_tty_out=False)
+
+
 def ip(*args: str, ns: str | None = None, check: bool = True) -> str:
-    argv = ["ip", *(("-n", ns) if ns else ()), *args]
-    done = subprocess.run(argv, capture_output=True, text=True)
-    if check and done.returncode:
-        raise AssertionError(f"{' '.join(argv)} failed: {done.stderr}")
-    return done.stdout
+    """`ip [-n NS] ARGS`: its stdout. A failure fails the test, unless check=False."""
+    try:
+        return _ip(*(("-n", ns) if ns else ()), *args, _ok_code=[0] if check else range(256))
+    except sh.ErrorReturnCode as e:
+        raise AssertionError(f"ip {' '.join(args)} failed: {e.stderr.decode()}") from e
 
 
 def ipj(*args: str, ns: str | None = None):
@@ -111,3 +120,21 @@ def ipam_dir(tmp_path) -> Path:
 def reservations(ipam_dir: Path) -> list[str]:
     """IPs host-local holds, over all networks and data dirs below ipam_dir."""
     return sorted(p.name for p in ipam_dir.rglob("*") if p.is_file() and (p.name[0].isdigit() or ":" in p.name))
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory, worker_id):
+    """One podman for all xdist workers of this run: a second one would find
+    the first one's lock segment (/dev/shm/libpod_lock) and refuse to start."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    pm = Podman(shared / "podman", PLUGIN)
+    with open(shared / "podman.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (pm.root / "ready").exists():
+            pm.root.mkdir()
+            pm.prepare()
+            (pm.root / "ready").touch()
+    yield pm
+    if pm.started:     # what a failed test left running
+        pm("rm", "--ignore", "-f", "-t", "0", *pm.started, check=False)
