@@ -211,12 +211,11 @@ def delete_link(netns: Netns, name: str) -> Command:
                    ok_if=("Cannot find device",))
 
 
-def remove_attachment(netns: Netns, ifname: str, tmp_name: str) -> Command:
-    """DEL's one command: the link, and its temporary name in case an ADD died
-    before renaming it. A missing one is a failed line the caller forgives."""
-    return Command(f"delete {ifname} (or a leftover {tmp_name}) in {netns.path}",
-                   ip(netns, "-force", "-batch", "-"),
-                   (_line("link", "del", "dev", ifname), _line("link", "del", "dev", tmp_name)))
+def remove_attachment(netns: Netns, names: list[str]) -> Command:
+    """DEL's one command: delete these links (CNI_IFNAME, or a temporary name
+    left by an ADD that died before renaming it), all in one process."""
+    return Command(f"delete {' and '.join(names)} in {netns.path}", ip(netns, "-force", "-batch", "-"),
+                   tuple(_line("link", "del", "dev", name) for name in names))
 
 
 def inspect_container(netns: Netns, ifname: str) -> Command:

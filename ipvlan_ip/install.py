@@ -6,7 +6,7 @@ python), so a runtime's exec of $CNI_PATH/ipvlan-ip starts no shell first.
 It runs Python with -I (no PYTHON* variables, no user site, not the bin dir
 on sys.path) and -S (no site module): site and the .pth files it reads cost
 every call about 2 ms natively, and more than that the console script's own
-`import re`. The launcher sets the two paths it needs itself: where the
+`import re`. The launcher adds the two paths it needs itself: where the
 ipvlan_ip package is, and site-packages, for jsonschema on the error path.
 """
 
@@ -21,10 +21,12 @@ def launcher() -> str:
     import sysconfig
     package_root = str(Path(__file__).resolve().parents[1])
     site_packages = sysconfig.get_path("purelib")
+    # After the standard library, not before: each import looks through the
+    # entries in order, and none of ours holds a module of the standard library.
+    paths = list(dict.fromkeys([package_root, site_packages]))
     return (f"#!{sys.executable} -IS\n{MARK}: runs the ipvlan-ip installed for this Python.\n"
             "import sys\n"
-            f"sys.path.insert(0, {package_root!r})\n"
-            f"sys.path.append({site_packages!r})\n"
+            f"sys.path += {paths!r}\n"
             "from ipvlan_ip.main import main\n\nmain()\n")
 
 

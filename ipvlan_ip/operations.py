@@ -36,7 +36,7 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
     # Before anything is allocated: a repeated ADD (a runtime retrying, say)
     # must be refused without touching the attachment that holds the name,
     # since undoing our own half-done work would release *its* address.
-    if run.interface_exists(target, env.ifname):
+    if env.ifname in run.interfaces(target):
         raise CniError(INTERFACE_EXISTS, f"interface {env.ifname!r} already exists in {env.netns}: an earlier "
                        "ADD of this container is still attached, or another plugin made it; nothing was changed")
     master_ns = target if conf.link_in_container else None
@@ -219,8 +219,19 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
         ipam.execute(run, conf, env, "DEL")
     if not env.netns or not os.path.exists(env.netns):
         return
-    cmd = commands.remove_attachment(resolve_netns(env.netns), env.ifname,
-                                     commands.temporary_name(env.container_id, env.ifname))
+    target = resolve_netns(env.netns)
+    try:
+        present = run.interfaces(target)
+    except CniError as e:     # not a netns any more: nothing of ours can be in it
+        run.echo(f"# {e.details}; nothing to delete there")
+        return
+    # The link, and its temporary name in case an ADD died before renaming it:
+    # only those that are there (see Runner.interfaces).
+    names = [n for n in (env.ifname, commands.temporary_name(env.container_id, env.ifname)) if n in present]
+    if not names:
+        run.echo(f"# no {env.ifname} in {env.netns}: already deleted")
+        return
+    cmd = commands.remove_attachment(target, names)
     try:
         _, failures = run.run_batch(cmd)
     except CommandFailed as e:

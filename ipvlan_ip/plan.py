@@ -36,7 +36,9 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
     master_ns = target if conf.link_in_container else None
     if command == "DEL":
         ipam("DEL", "release the addresses")
-        step(commands.remove_attachment(target, ifname, commands.temporary_name(container_id, ifname)))
+        out.append(f"# list the interfaces in {netns_path} from inside it (no command), then delete {ifname}, "
+                   f"and {commands.temporary_name(container_id, ifname)} too if an ADD died before renaming it")
+        step(commands.remove_attachment(target, [ifname]))
     elif command == "CHECK":
         ipam("CHECK", "ask IPAM whether the reservation still holds")
         if conf.master and not conf.master_from_ipam:

@@ -16,7 +16,7 @@ def test_runner_creates_and_reads_back_an_ipvlan_link(netns, make_master):
 
     docs, failures = run.run_batch(commands.create_on_master(spec, target, in_container=True))
     assert failures == [] and docs[0][0]["ifname"] == master             # the master, read in the same process
-    assert run.interface_exists(target, "ipvl0") and not run.interface_exists(target, "ipvl1")
+    assert {"lo", master, "ipvl0"} <= run.interfaces(target) and "ipvl1" not in run.interfaces(target)
     [link] = ipj("-d", "link", "show", "dev", "ipvl0", ns=netns)
 
     assert link["linkinfo"]["info_kind"] == "ipvlan"
@@ -24,6 +24,6 @@ def test_runner_creates_and_reads_back_an_ipvlan_link(netns, make_master):
     assert link["link"] == master
 
     run.run(commands.delete_link(target, "ipvl0"))
-    assert not run.interface_exists(target, "ipvl0")
+    assert "ipvl0" not in run.interfaces(target)
     assert [link["ifname"] for link in ipj("link", "show", ns=netns) if link["ifname"] == "ipvl0"] == []
     ip("link", "show", master, ns=netns)  # the master survives its slave

@@ -85,6 +85,6 @@ def test_temporary_name_is_per_attachment_and_a_valid_interface_name():
 
 
 def test_del_removes_the_link_and_a_leftover_temporary_link_in_one_process():
-    cmd = commands.remove_attachment(NAMED, "eth0", "ipvl0123abcd")
+    cmd = commands.remove_attachment(NAMED, ["eth0", "ipvl0123abcd"])
     assert cmd.argv == ("ip", "-n", "blue", "-force", "-batch", "-")
     assert cmd.batch == ("link del dev eth0", "link del dev ipvl0123abcd")

@@ -105,8 +105,8 @@ class FakeRunner:
             return [[{"ifname": master, "flags": ["UP"], "mtu": 1500, "linkinfo": {}}]], []
         return [[{"address": "aa:bb:cc:dd:ee:ff"}]], []
 
-    def interface_exists(self, netns, name) -> bool:
-        return False
+    def interfaces(self, netns) -> set[str]:
+        return {"lo"}
 
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)
