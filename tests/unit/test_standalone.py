@@ -72,6 +72,19 @@ def test_every_cni_command_and_the_cli_run_on_the_system_python(file, tmp_path):
     assert plan.returncode == 0 and b"type ipvlan mode l2" in plan.stdout
 
 
+def test_conflist_runs_from_it_with_itself_as_the_plugin(file, tmp_path):
+    # A runtime's DEL of a conflist whose netns is gone: our DEL, host-local's DEL, through the file.
+    conflist = tmp_path / "net.conflist"
+    conflist.write_text(json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [
+        {"type": "ipvlan-ip", "master": "eth0", "debug": True,
+         "ipam": {"type": "host-local", "subnet": "10.1.0.0/24", "dataDir": str(tmp_path / "ipam")}}]}))
+    done = run(file, "conflist", "DEL", str(conflist), "--container-id", "c1", "--cache-dir", str(tmp_path),
+               "--cni-path", f"{os.path.dirname(file)}:/usr/lib/cni")
+    assert done.returncode == 0, done.stderr
+    assert b'# request: {"CNI_COMMAND": "DEL"' in done.stderr           # the file, run as the plugin, echoed
+    assert b"delegate: CNI_COMMAND=DEL /usr/lib/cni/host-local" in done.stderr
+
+
 def test_without_jsonschema_a_rejected_config_still_names_path_and_reason(file):
     bad = json.dumps({**CONF, "mode": "l4"}).encode()
     validated = run(file, "validate", "-", stdin=bad)
