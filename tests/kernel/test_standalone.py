@@ -35,7 +35,6 @@ def test_the_kernel_tests_pass_through_the_standalone_file(tmp_path):
     plugin = install_standalone(tmp_path / "bin")
     chosen = ["tests/kernel/test_plugin.py::test_lifecycle_in_every_version",
               "tests/kernel/test_plugin.py::test_error_codes",
-              "tests/kernel/test_plugin.py::test_two_containers_ping_each_other",
               "tests/kernel/test_faults.py::test_add_with_each_ip_call_failing_in_turn_leaves_nothing",
               "tests/kernel/test_faults.py::test_ipam_printing_garbage_is_released",
               "tests/kernel/test_faults.py::test_racing_add_and_del_of_one_container_ends_attached_or_removed",
@@ -44,7 +43,7 @@ def test_the_kernel_tests_pass_through_the_standalone_file(tmp_path):
                           env={**os.environ, "PATH": SYSTEM_PATH, "IPVLAN_IP_TEST_PLUGIN": str(plugin)},
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1].startswith("19 passed"), done.stdout[-500:]   # all that was chosen ran
+    assert done.stdout.splitlines()[-1].startswith("18 passed"), done.stdout[-500:]   # all that was chosen ran
 
 
 def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd(podman, make_master, tmp_path):
