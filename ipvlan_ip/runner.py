@@ -11,6 +11,7 @@ belongs to the CNI result.
 """
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -22,7 +23,7 @@ import time
 from collections import namedtuple
 
 from .commands import Command, Netns, SysctlWrite
-from .errors import IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
+from .errors import INVALID_ENVIRONMENT, IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 
 CLONE_NEWNET = 0x40000000
 
@@ -145,6 +146,8 @@ class Runner:
             with inside_netns(netns.path):
                 names = {n for _, n in socket.if_nameindex()}
         except OSError as e:
+            if e.errno == errno.EINVAL:      # setns refuses a file that is no network namespace
+                raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {netns.path} is not a network namespace") from e
             raise CniError(LINK_FAILURE, f"failed to list the interfaces in {netns.path}: {e}") from e
         self.echo(f"# interfaces in {netns.path}: {' '.join(sorted(names))}")
         return names

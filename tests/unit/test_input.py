@@ -72,6 +72,19 @@ def test_missing_ipam_plugin_is_reported_before_any_command():
     assert rc == 1 and out["code"] == 7 and "host-local" in out["details"]
 
 
+def test_a_netns_path_that_is_no_netns(tmp_path):
+    # ADD refuses it before anything is allocated; DEL still releases the address and succeeds.
+    plain = tmp_path / "netns"
+    plain.touch()
+    conf = {**GOOD, "ipam": {**GOOD["ipam"], "dataDir": str(tmp_path / "ipam")}}
+    rc, out = answer({**ENV, "CNI_NETNS": str(plain)}, conf)
+    assert rc == 1 and out["code"] == 4 and "is not a network namespace" in out["details"]
+    assert not (tmp_path / "ipam").exists()
+    out = io.StringIO()
+    assert plugin.main({**ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": str(plain)}, json.dumps(conf).encode(), out) == 0
+    assert out.getvalue() == ""
+
+
 def test_cni_args_keep_unknown_keys_and_skip_garbage():
     assert parse_cni_args("IgnoreUnknown=true;K8S_POD_NAME=web-0;junk;=x") == {
         "IgnoreUnknown": "true", "K8S_POD_NAME": "web-0"}
