@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 
 KERNEL_DIR = Path(__file__).parent / "kernel"
+# A node's PATH, without our venv (or a development shim) before the system's python3 and ip.
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def pytest_collection_modifyitems(items):

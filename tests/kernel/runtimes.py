@@ -9,6 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from ..conftest import SYSTEM_PATH
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "podman"
 IMAGE = "localhost/busybox:test"
 
@@ -19,7 +21,7 @@ class Podman:
         self.net_dir = root / "net.d"
         self.bin_dir = root / "bin"
         self.node_bin = root / "node-bin"   # where tests/kernel/test_standalone.py's installer copies to
-        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF": str(root / "containers.conf"),
+        self.env = {"PATH": SYSTEM_PATH, "CONTAINERS_CONF": str(root / "containers.conf"),
                     "CONTAINERS_STORAGE_CONF": str(root / "storage.conf")}
         self.started: list[str] = []
 

@@ -14,11 +14,11 @@ import pytest
 
 from ipvlan_ip.commands import temporary_name
 
+from ..conftest import SYSTEM_PATH
 from .conftest import call_plugin, reservations
 from .test_plugin import addresses_in, links_in, netconf, ok
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 # ADD runs `ip` twice: read the master and create the link in one batch, then configure it in another.
 ADD_STEPS = {1: "failed to lookup master", 2: "failed to configure eth0"}

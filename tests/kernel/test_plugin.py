@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from ..conftest import SYSTEM_PATH
 from .conftest import call_plugin, ip, ipj, reservations
 
 ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -344,7 +345,7 @@ def test_del_after_a_crash_between_create_and_rename_removes_everything(master, 
 def test_successful_add_check_del_stay_within_the_import_budget(master, netns, ipam_dir, tmp_path):
     from ..unit.test_import_budget import modules_loaded, over_budget
     conf, path = netconf(master, ipam_dir), f"/run/netns/{netns}"
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_CONTAINERID": "budget", "CNI_NETNS": path,
+    env = {"PATH": SYSTEM_PATH, "CNI_CONTAINERID": "budget", "CNI_NETNS": path,
            "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
     loaded = modules_loaded(tmp_path, tmp_path / "add", {**env, "CNI_COMMAND": "ADD"}, json.dumps(conf).encode())
     assert link_in(netns)["linkinfo"]["info_kind"] == "ipvlan"      # it did succeed

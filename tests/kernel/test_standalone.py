@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..conftest import SYSTEM_PATH
 from .conftest import reservations
 from .runtimes import IMAGE, eth, ipv4
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kubernetes"
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 INSTALLER = "localhost/ipvlan-ip-installer:test"
 NODE_NAME = "ipvlan-ip-node"      # the installer's CNI_PLUGIN_NAME: beside the podman tests' own plugin
 

@@ -14,7 +14,8 @@ import pytest
 from ipvlan_ip import cli, errors, standalone
 from ipvlan_ip.install import MARK, install
 
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+from ..conftest import SYSTEM_PATH
+
 CONF = {"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
         "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}
 
