@@ -4,8 +4,6 @@ Each function reads like the steps it takes; the `ip` details are in
 commands.py and every execution goes through the runner `run`.
 """
 
-import os
-
 from . import commands, ipam
 from .commands import Addressing, LinkSpec, Netns
 from .config import NetConf
@@ -14,7 +12,6 @@ from .errors import (
     CHECK_FAILURE,
     INTERFACE_EXISTS,
     INVALID_CONFIG,
-    INVALID_ENVIRONMENT,
     LINK_FAILURE,
     MASTER_FAILURE,
     NOT_AVAILABLE,
@@ -22,17 +19,10 @@ from .errors import (
 )
 from .runner import BatchFailure, CommandFailed
 
-
-def resolve_netns(path: str) -> Netns:
-    if not os.path.exists(path):
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} does not exist")
-    return commands.netns_at(path)
-
-
 # ---------------------------------------------------------------- ADD
 
 def add(conf: NetConf, env: CniEnv, run) -> dict:
-    target = resolve_netns(env.netns)
+    target = run.netns(env.netns)
     # Before anything is allocated: a repeated ADD (a runtime retrying, say)
     # must be refused without touching the attachment that holds the name,
     # since undoing our own half-done work would release *its* address.
@@ -217,12 +207,12 @@ GONE = ("Cannot find device", "Cannot open network namespace", "reassociate to n
 def delete(conf: NetConf, env: CniEnv, run) -> None:
     if conf.ipam_type:
         ipam.execute(run, conf, env, "DEL")
-    if not env.netns or not os.path.exists(env.netns):
+    if not env.netns:
         return
-    target = resolve_netns(env.netns)
     try:
+        target = run.netns(env.netns)
         present = run.interfaces(target)
-    except CniError as e:     # not a netns any more: nothing of ours can be in it
+    except CniError as e:     # gone, or not a netns: nothing of ours can be in it
         run.echo(f"# {e.details}; nothing to delete there")
         return
     # The link, and its temporary name in case an ADD died before renaming it:
@@ -250,9 +240,9 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
     prev = conf.prev_result
     if prev is None:
         raise CniError(INVALID_CONFIG, "CHECK needs the prevResult of the ADD, and there is none")
+    target = run.netns(env.netns)
     if conf.ipam_type:
         ipam.execute(run, conf, env, "CHECK")
-    target = resolve_netns(env.netns)
     index = next((n for n, i in enumerate(prev["interfaces"])
                   if i.get("name") == env.ifname and i.get("sandbox") == env.netns), None)
     if index is None:

@@ -17,15 +17,17 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 from collections import namedtuple
 
-from .commands import Command, Netns, SysctlWrite
+from .commands import Command, Netns, SysctlWrite, netns_at
 from .errors import INVALID_ENVIRONMENT, IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703      # ioctl on an nsfs file: which kind of namespace it is (Linux 4.11)
 
 
 class CommandFailed(CniError):
@@ -55,9 +57,16 @@ class Echo:
             print(text, file=sys.stderr, flush=True)
         if self.log_file:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            with contextlib.suppress(OSError), open(self.log_file, "a") as log:
-                for line in text.splitlines():
-                    log.write(f"{stamp} {self.container_id or '-'} {line}\n")
+            lines = "".join(f"{stamp} {self.container_id or '-'} {line}\n" for line in text.splitlines())
+            # Non-blocking: a FIFO without a reader (or a full one) must not hang
+            # the call; it goes on without the log, as for an unwritable file.
+            with contextlib.suppress(OSError):
+                fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC,
+                             0o644)
+                try:
+                    os.write(fd, lines.encode())
+                finally:
+                    os.close(fd)
 
 
 def shell_line(step: Command | SysctlWrite) -> str:
@@ -107,8 +116,8 @@ class Runner:
         for the first instead of interleaving with it (ADD's link created
         after DEL's deletion, say). Nothing to hold when the netns is gone."""
         try:
-            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+            fd = open_namespace_file(netns_path)
+        except OSError:     # gone, or no netns: the operation itself says so
             yield
             return
         try:
@@ -123,6 +132,27 @@ class Runner:
             yield
         finally:
             os.close(fd)
+
+    def netns(self, path: str) -> Netns:
+        """CNI_NETNS as a Netns, once the file is known to be a network
+        namespace: anything else (a FIFO, a socket, a device, a directory, a
+        plain file) is refused with code 4 before `ip` or nsenter open it,
+        since opening a FIFO would wait for a writer that never comes."""
+        try:
+            fd = open_namespace_file(path)
+        except FileNotFoundError as e:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} does not exist") from e
+        except OSError as e:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} {e.strerror}") from e
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:     # ENOTTY: a plain file, not one of nsfs
+            kind = 0
+        finally:
+            os.close(fd)
+        if kind != CLONE_NEWNET:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} is not a network namespace")
+        return netns_at(path)
 
     def write_sysctl(self, write: SysctlWrite) -> None:
         self._announce(write)
@@ -197,6 +227,26 @@ class Runner:
             self.echo(f"# exit {code} in {(time.monotonic() - start) * 1000:.1f} ms")
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def open_namespace_file(path: str) -> int:
+    """A read-only descriptor of `path`, which must be a regular file, as a
+    namespace file is. Anything else is refused (EINVAL) before it is opened:
+    opening a FIFO blocks until a writer comes, and a device may do anything.
+    O_NONBLOCK covers the race of the file being replaced meanwhile."""
+    mode = os.stat(path).st_mode
+    for test, kind in _KINDS:
+        if test(mode):
+            raise OSError(errno.EINVAL, f"is {kind}, not a network namespace")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "is not a regular file, so not a network namespace")
+    return fd
+
+
 def _try_flock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -242,7 +292,7 @@ def inside_netns(path: str):
     setns = _setns()
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(path, os.O_RDONLY)
+        target = open_namespace_file(path)
         try:
             setns(target, CLONE_NEWNET)
         except OSError as e:

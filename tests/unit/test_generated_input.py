@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvlan_ip import plugin, validation
-from ipvlan_ip.commands import Command, SysctlWrite
+from ipvlan_ip.commands import Command, SysctlWrite, netns_at
 from ipvlan_ip.versions import SUPPORTED_VERSIONS
 
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}
@@ -104,6 +104,9 @@ class FakeRunner:
             master = cmd.batch[0].split()[-1]
             return [[{"ifname": master, "flags": ["UP"], "mtu": 1500, "linkinfo": {}}]], []
         return [[{"address": "aa:bb:cc:dd:ee:ff"}]], []
+
+    def netns(self, path: str):
+        return netns_at(path)
 
     def interfaces(self, netns) -> set[str]:
         return {"lo"}
