@@ -10,9 +10,12 @@ Two `ip` processes make an ADD:
      have an interface called like CNI_IFNAME), as one batch:
                                  ip -j -d -batch -   (link show dev MASTER, link add link MASTER ...)
   2. everything inside the netns, as one batch, ending with a JSON read-back:
-                                 ip -n NS -j -force -batch -   (rename, addresses, up, routes, show)
-A third reads the default route first when no master is named.
+                                 ip -n NS -j -force -batch -   (addresses, up, routes, show)
+A third reads the default route first when no master is named. Between the
+two, the sysctls are written and the link renamed to CNI_IFNAME from a thread
+inside the netns, with no process (SysctlWrite, Rename).
 """
+from __future__ import annotations
 
 import os
 import zlib
@@ -49,6 +52,13 @@ class SysctlWrite(namedtuple("SysctlWrite", "why netns key value")):
     @property
     def path(self) -> str:
         return f"{SYSCTL_ROOT}/{self.key}"
+
+
+class Rename(namedtuple("Rename", "why netns old new")):
+    """A link renamed inside a netns. Not a line of the configuring batch:
+    `ip -force` would go on past a failed rename (another plugin's interface
+    holding the name meanwhile) and configure that interface as ours."""
+    __slots__ = ()
 
 
 class LinkSpec(namedtuple("LinkSpec", "master tmp_name ifname mode flag mtu", defaults=("l2", "", 0))):
@@ -151,13 +161,18 @@ def notify_sysctls(target: Netns, tmp_name: str, addressing: Addressing) -> list
     return writes
 
 
+def rename(target: Netns, spec: LinkSpec) -> Rename:
+    return Rename(f"rename {spec.tmp_name} to {spec.ifname}; a name taken meanwhile stops ADD here", target,
+                  spec.tmp_name, spec.ifname)
+
+
 def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing) -> Command:
-    """Rename, address, bring up, route, read back: one `ip` process.
+    """Address, bring up, route, read back the renamed link: one `ip` process.
 
     -force keeps the batch going past a route that already exists (another
     network of the same container may have set the default route first: the
     first one wins, as upstream); the runner decides which failures matter."""
-    lines = [_line("link", "set", "dev", spec.tmp_name, "name", spec.ifname)]
+    lines = []
     for ipc in addressing.ips:
         # nodad: the IPAM plugin already made the address unique, and a
         # tentative address would not be usable when ADD returns.
@@ -167,13 +182,14 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing) -> Com
     for route in route_plan(addressing):
         lines.append(_line("route", "add", *route_words(route), "dev", spec.ifname))
     lines.append(_line("link", "show", "dev", spec.ifname))
-    return Command(f"configure {spec.ifname} in {target.path}: name, addresses, up, routes, read back",
+    return Command(f"configure {spec.ifname} in {target.path}: addresses, up, routes, read back",
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
 
 
-def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing) -> list[Command | SysctlWrite]:
+def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing) -> list[Command | SysctlWrite | Rename]:
     """What ADD does once the link exists and the addresses are allocated."""
-    return [*notify_sysctls(target, spec.tmp_name, addressing), configure_link(target, spec, addressing)]
+    return [*notify_sysctls(target, spec.tmp_name, addressing), rename(target, spec),
+            configure_link(target, spec, addressing)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:

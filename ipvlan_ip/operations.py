@@ -3,6 +3,7 @@
 Each function reads like the steps it takes; the `ip` details are in
 commands.py and every execution goes through the runner `run`.
 """
+from __future__ import annotations
 
 from . import commands, ipam
 from .commands import Addressing, LinkSpec, Netns
@@ -172,16 +173,17 @@ def _master_from_ipam(found: dict) -> str:
 def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made) -> str:
     """Announce, rename, address, bring up and route the link; its MAC as
     the kernel reads it back."""
-    *sysctls, configure = commands.after_addressing(spec, target, addressing)
-    assert isinstance(configure, commands.Command)   # the batch comes last
+    *sysctls, rename, configure = commands.after_addressing(spec, target, addressing)
+    assert isinstance(rename, commands.Rename) and isinstance(configure, commands.Command)
     for write in sysctls:
+        assert isinstance(write, commands.SysctlWrite)
         run.write_sysctl(write)
+    run.rename_link(rename)
+    made.link = spec.ifname   # renamed: a rollback deletes it by this name
     try:
         docs, failures = run.run_batch(configure)
     except CommandFailed as e:
         raise e.wrap(f"failed to configure {spec.ifname} in {target.path}") from e
-    if configure.batch[0] not in (f.line for f in failures):
-        made.link = spec.ifname   # renamed: a rollback deletes it by this name
     serious = [f for f in failures if not (f.line.startswith("route add") and "File exists" in f.message)]
     if serious:
         first = serious[0]
@@ -216,10 +218,19 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
         run.echo(f"# {e.details}; nothing to delete there")
         return
     # The link, and its temporary name in case an ADD died before renaming it:
-    # only those that are there (see Runner.interfaces).
-    names = [n for n in (env.ifname, commands.temporary_name(env.container_id, env.ifname)) if n in present]
+    # only those that are there (see Runner.interfaces), and ours. The DEL
+    # that follows a refused ADD must not remove another plugin's interface.
+    candidates = [n for n in (env.ifname, commands.temporary_name(env.container_id, env.ifname)) if n in present]
+    master_mac = _master_mac(conf, env, run, present) if candidates else None
+    names = []
+    for name in candidates:
+        problem = not_ours(present[name], master_mac)
+        if problem:
+            run.echo(f"# {name} in {env.netns} {problem}: not ours, left alone")
+        else:
+            names.append(name)
     if not names:
-        run.echo(f"# no {env.ifname} in {env.netns}: already deleted")
+        run.echo(f"# no ipvlan link of ours named {env.ifname} in {env.netns}: nothing to delete")
         return
     cmd = commands.remove_attachment(target, names)
     try:
@@ -232,6 +243,32 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
         if "Cannot find device" not in failure.message:
             raise CniError(LINK_FAILURE, f"failed to `{failure.line}` in {env.netns}: {failure.message}")
         run.echo(f"# already gone, which is fine: {failure.line}")
+
+
+def _master_mac(conf: NetConf, env: CniEnv, run, present: dict) -> str | None:
+    """The MAC our link would carry (an ipvlan link has its master's), where
+    the master is known: named in the config, else the MAC our ADD reported
+    in prevResult. "" when the named master is gone (and its links with it);
+    None when DEL cannot know the master ("ipam", the default route)."""
+    if conf.master and not conf.master_from_ipam:
+        if conf.link_in_container:
+            return present[conf.master].mac if conf.master in present else ""
+        return run.host_mac(conf.master)
+    if conf.prev_result is not None:
+        for interface in conf.prev_result["interfaces"]:
+            if interface.get("name") == env.ifname and interface.get("sandbox") == env.netns:
+                return interface.get("mac") or None
+    return None
+
+
+def not_ours(link, master_mac: str | None) -> str | None:
+    """Why the interface `link` (a Runner.Interface) cannot be the link this
+    network's ADD made, or None."""
+    if link.driver != "ipvlan":
+        return f"is {'a ' + link.driver if link.driver else 'an interface'} device, not an ipvlan link"
+    if master_mac is not None and link.mac.lower() != master_mac.lower():
+        return "is an ipvlan link of another master"
+    return None
 
 
 # ---------------------------------------------------------------- CHECK

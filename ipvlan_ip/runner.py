@@ -9,6 +9,7 @@ every command is echoed to stderr as a shell line that can be pasted into a
 root shell, then its exit status and duration; stdout is never touched, as it
 belongs to the CNI result.
 """
+from __future__ import annotations
 
 import contextlib
 import errno
@@ -23,8 +24,8 @@ import sys
 import time
 from collections import namedtuple
 
-from .commands import Command, Netns, SysctlWrite, netns_at
-from .errors import INVALID_ENVIRONMENT, IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
+from .commands import Command, Netns, Rename, SysctlWrite, ip, netns_at
+from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703      # ioctl on an nsfs file: which kind of namespace it is (Linux 4.11)
@@ -38,6 +39,13 @@ class CommandFailed(CniError):
 
 class BatchFailure(namedtuple("BatchFailure", "line message")):
     """A batch line that failed, and what ip said about it."""
+    __slots__ = ()
+
+
+class Interface(namedtuple("Interface", "driver mac")):
+    """An interface as DEL tells its own link from another plugin's: the
+    driver, as `ethtool -i` names it ("ipvlan", "veth", "" when it has none),
+    and the MAC address (an ipvlan link carries its master's)."""
     __slots__ = ()
 
 
@@ -69,9 +77,11 @@ class Echo:
                     os.close(fd)
 
 
-def shell_line(step: Command | SysctlWrite) -> str:
+def shell_line(step: Command | SysctlWrite | Rename) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
     import shlex  # only for the echo and error messages
+    if isinstance(step, Rename):
+        return shlex.join(ip(step.netns, "link", "set", "dev", step.old, "name", step.new))
     if isinstance(step, SysctlWrite):
         enter = (("ip", "netns", "exec", step.netns.name) if step.netns.name
                  else ("nsenter", f"--net={step.netns.path}"))
@@ -133,6 +143,26 @@ class Runner:
         finally:
             os.close(fd)
 
+    def rename_link(self, step: Rename) -> None:
+        """Rename a link from a thread inside its netns (SIOCSIFNAME): one
+        system call, and a failure stops ADD before anything else runs."""
+        import socket
+        import struct
+        self._announce(step)
+        start = time.monotonic()
+        request = struct.pack("16s16s", step.old.encode(), step.new.encode()).ljust(IFREQ, b"\0")
+        try:
+            with inside_netns(step.netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                fcntl.ioctl(sock, SIOCSIFNAME, request)
+        except OSError as e:
+            self._outcome(1, start)
+            if e.errno == errno.EEXIST:
+                raise CniError(INTERFACE_EXISTS, f"failed to rename {step.old} to {step.new} in {step.netns.path}: "
+                               f"another interface took the name {step.new!r} meanwhile; it was left alone") from e
+            raise CniError(LINK_FAILURE, f"failed to rename {step.old} to {step.new} in {step.netns.path}: "
+                           f"{e.strerror}") from e
+        self._outcome(0, start)
+
     def netns(self, path: str) -> Netns:
         """CNI_NETNS as a Netns, once the file is known to be a network
         namespace: anything else (a FIFO, a socket, a device, a directory, a
@@ -165,22 +195,33 @@ class Runner:
             raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
         self._outcome(0, start)
 
-    def interfaces(self, netns: Netns) -> set[str]:
-        """The interface names in `netns`, listed from a thread inside it (no
-        process: the same way in as the sysctl writes). A list, never a look-up
-        by name: looking up a name that does not exist (if_nametoindex, or
-        `ip link del dev NAME`) makes the kernel run `modprobe netdev-NAME`,
-        which cost about 0.3 s a name in the test VM."""
+    def interfaces(self, netns: Netns) -> dict[str, Interface]:
+        """The interfaces in `netns` by name, each with its driver and MAC,
+        read from a thread inside it (no process: the same way in as the
+        sysctl writes). A list, never a look-up by name: looking up a name
+        that does not exist (if_nametoindex, or `ip link del dev NAME`) makes
+        the kernel run `modprobe netdev-NAME`, which cost about 0.3 s a name
+        in the test VM."""
         import socket
         try:
-            with inside_netns(netns.path):
-                names = {n for _, n in socket.if_nameindex()}
+            with inside_netns(netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                found = {n: _describe(sock, n) for _, n in socket.if_nameindex()}
         except OSError as e:
             if e.errno == errno.EINVAL:      # setns refuses a file that is no network namespace
                 raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {netns.path} is not a network namespace") from e
             raise CniError(LINK_FAILURE, f"failed to list the interfaces in {netns.path}: {e}") from e
-        self.echo(f"# interfaces in {netns.path}: {' '.join(sorted(names))}")
-        return names
+        listed = " ".join(f"{n} ({i.driver or '?'})" for n, i in sorted(found.items()))
+        self.echo(f"# interfaces in {netns.path}: {listed}")
+        return found
+
+    def host_mac(self, name: str) -> str:
+        """The MAC address of interface `name` in our own netns, "" when there
+        is none (sysfs: a look-up by name that loads no module)."""
+        try:
+            with open(f"/sys/class/net/{name}/address") as f:
+                return f.read().strip()
+        except OSError:
+            return ""
 
     def run_plugin(self, path: str, env: dict, stdin: bytes) -> tuple[int, str]:
         """Run a delegated plugin with the CNI environment; its stderr goes to ours."""
@@ -245,6 +286,30 @@ def open_namespace_file(path: str) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "is not a regular file, so not a network namespace")
     return fd
+
+
+SIOCSIFNAME, SIOCETHTOOL, SIOCGIFHWADDR, ETHTOOL_GDRVINFO = 0x8923, 0x8946, 0x8927, 3
+IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
+
+
+def _describe(sock, name: str) -> Interface:
+    """`name`'s driver (ETHTOOL_GDRVINFO, as `ethtool -i`) and MAC
+    (SIOCGIFHWADDR), asked through `sock` of the netns it lives in."""
+    import array
+    import struct
+    # struct ethtool_drvinfo: the command word, then driver[32] and 160 bytes more.
+    info = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
+    try:
+        fcntl.ioctl(sock, SIOCETHTOOL, struct.pack("16sP", name.encode(), info.buffer_info()[0]).ljust(IFREQ, b"\0"))
+        driver = info.tobytes()[4:36].split(b"\0")[0].decode(errors="replace")
+    except OSError:     # lo and a few others have no ethtool driver info
+        driver = ""
+    try:
+        hw = fcntl.ioctl(sock, SIOCGIFHWADDR, name.encode().ljust(IFREQ, b"\0"))
+        mac = hw[18:24].hex(":")   # after ifr_name[16] and sa_family
+    except OSError:
+        mac = ""
+    return Interface(driver, mac)
 
 
 def _try_flock(fd: int) -> bool:

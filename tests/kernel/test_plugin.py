@@ -323,16 +323,16 @@ def test_ipam_that_never_answers_is_killed_and_released(master, netns, tmp_path)
 
 
 def test_del_after_a_crash_between_create_and_rename_removes_everything(master, netns, ipam_dir, tmp_path):
-    # An `ip` first in PATH that SIGKILLs the plugin when it is about to rename
-    # the link: created, its address reserved, not yet configured.
-    wrapper = tmp_path / "bin" / "ip"
+    # A host-local first in CNI_PATH that SIGKILLs the plugin once the address
+    # is reserved: the link created under its temporary name, not yet renamed.
+    wrapper = tmp_path / "plugins" / "host-local"
     wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/sh\ncase "$*" in *"-j -force -batch -"*) kill -9 $PPID; exit 1;; esac\n'
-                       'exec /usr/sbin/ip "$@"\n')
+    wrapper.write_text('#!/bin/sh\n/usr/lib/cni/host-local; rc=$?\n[ "$CNI_COMMAND" = ADD ] && kill -9 $PPID\n'
+                       'exit $rc\n')
     wrapper.chmod(0o755)
     conf = netconf(master, ipam_dir)
     path = f"/run/netns/{netns}"
-    crashed = call_plugin("ADD", conf, path, env={"PATH": f"{wrapper.parent}:/usr/sbin:/usr/bin:/sbin:/bin"})
+    crashed = call_plugin("ADD", conf, path, env={"CNI_PATH": f"{wrapper.parent}:/usr/lib/cni"})
     assert crashed.code == -9
     assert [name for name in links_in(netns) if name.startswith("ipvl")] and reservations(ipam_dir)  # the mess is real
 

@@ -4,6 +4,7 @@ import pytest
 
 from ipvlan_ip import commands
 from ipvlan_ip.commands import Addressing, LinkSpec, Netns
+from ipvlan_ip.runner import shell_line
 
 NAMED = Netns("/run/netns/blue", "blue")
 PROC = Netns("/proc/42/ns/net")
@@ -29,7 +30,14 @@ def test_master_read_and_link_creation_in_container_run_inside_it():
     assert cmd.batch == ("link show dev -n", "link add link -n name t type ipvlan mode l2 private")
 
 
-def test_configure_batch_renames_addresses_brings_up_routes_and_reads_back():
+def test_the_rename_is_a_step_of_its_own_before_the_batch():
+    steps = commands.after_addressing(SPEC, NAMED, Addressing(ips=({"address": "10.1.2.3/24"},)))
+    assert [type(s).__name__ for s in steps] == ["SysctlWrite", "Rename", "Command"]
+    assert shell_line(steps[1]) == "ip -n blue link set dev ipvl1234abcd name net1"
+    assert not any("name net1" in line for line in steps[2].batch)   # -force must never go past a failed rename
+
+
+def test_configure_batch_addresses_brings_up_routes_and_reads_back():
     addressing = Addressing(
         ips=({"address": "10.1.2.3/24", "gateway": "10.1.2.1"}, {"address": "fd00::3/64", "gateway": "fd00::1"}),
         routes=({"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.1.2.254", "priority": 5},
@@ -37,7 +45,6 @@ def test_configure_batch_renames_addresses_brings_up_routes_and_reads_back():
     cmd = commands.configure_link(NAMED, SPEC, addressing)
     assert cmd.argv == ("ip", "-n", "blue", "-j", "-force", "-batch", "-")
     assert cmd.batch == (
-        "link set dev ipvl1234abcd name net1",
         "address add 10.1.2.3/24 dev net1",
         "address add fd00::3/64 dev net1 nodad",
         "link set dev net1 up",

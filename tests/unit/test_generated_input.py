@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvlan_ip import plugin, validation
-from ipvlan_ip.commands import Command, SysctlWrite, netns_at
+from ipvlan_ip.commands import Command, Rename, SysctlWrite, netns_at
+from ipvlan_ip.runner import Interface
 from ipvlan_ip.versions import SUPPORTED_VERSIONS
 
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}
@@ -108,8 +109,11 @@ class FakeRunner:
     def netns(self, path: str):
         return netns_at(path)
 
-    def interfaces(self, netns) -> set[str]:
-        return {"lo"}
+    def interfaces(self, netns) -> dict:
+        return {"lo": Interface("", "00:00:00:00:00:00")}
+
+    def rename_link(self, step: Rename) -> None:
+        self.calls.append(f"rename {step.old} {step.new}")
 
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)

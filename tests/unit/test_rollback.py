@@ -20,7 +20,7 @@ CONF = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "mas
                    "ipam": {"type": "host-local"}}).encode()
 # In ADD's order: the master is read and the link created in one `ip`
 # process, before IPAM is asked for addresses (as upstream does).
-STEPS = ["master", "create", "ipam-add", "sysctl", "configure"]
+STEPS = ["master", "create", "ipam-add", "sysctl", "rename", "configure"]
 
 
 def failing_at(step: str, how: str = "error"):
@@ -40,13 +40,17 @@ def failing_at(step: str, how: str = "error"):
                     return [master], [BatchFailure(cmd.batch[1], "injected failure at create")]
             elif step == "configure":
                 self.calls.append(cmd.argv)
-                denied = BatchFailure(cmd.batch[1], "RTNETLINK answers: Permission denied")
+                denied = BatchFailure(cmd.batch[0], "RTNETLINK answers: Permission denied")
                 return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [denied]
             return super().run_batch(cmd)
 
         def write_sysctl(self, write):
             self._maybe_fail("sysctl")
             return super().write_sysctl(write)
+
+        def rename_link(self, step):
+            self._maybe_fail("rename")
+            return super().rename_link(step)
 
         def run_plugin(self, path, env, stdin):
             if env["CNI_COMMAND"] == "ADD" and step == "ipam-add":
@@ -75,7 +79,7 @@ def test_every_step_taken_is_undone(step):
         assert not any("host-local" in c for c in calls)          # failed before anything was allocated
     else:
         assert calls[-1] == ipam_del                               # the reservation goes last
-    if step in ("ipam-add", "sysctl", "configure"):               # the link goes first, by its current name
+    if step in ("ipam-add", "sysctl", "rename", "configure"):     # the link goes first, by its current name
         name = "eth0" if step == "configure" else commands.temporary_name("c1", "eth0")
         assert calls[-2].endswith(f"link del dev {name}")
     else:
