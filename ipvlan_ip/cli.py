@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     inst.add_argument("--name", default="ipvlan-ip", help="file name, which is the config's \"type\"")
     inst.add_argument("--force", action="store_true", help="replace a file this command did not write")
     inst.add_argument("--standalone", action="store_true",
-                      help="write one self-contained file (a zip application) that needs only python3 >= 3.11")
+                      help="write one self-contained file (a zip application) that needs only python3 >= 3.9")
     inst.add_argument("--python", help="with --standalone: the interpreter for its #! line "
                                        "(default: /usr/bin/env python3)")
     return parser

@@ -6,6 +6,7 @@ injects `name` and `cniVersion` into each plugin's config, chains `prevResult`
 through the plugins in order for ADD, runs DEL in reverse order, and caches the
 final ADD result (as libcni does, under /var/lib/cni/results) for CHECK and DEL.
 """
+from __future__ import annotations
 
 import json
 import os

@@ -1,4 +1,5 @@
 """The CNI_* environment variables: read, validated, typed (spec section 2)."""
+from __future__ import annotations
 
 import os
 import re

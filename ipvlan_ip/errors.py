@@ -3,6 +3,7 @@
 Codes below 100 are the spec's well-known ones; 100 and up are ours and are
 listed in README.md.
 """
+from __future__ import annotations
 
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -20,7 +21,7 @@ IPAM_FAILURE = 101      # the IPAM plugin could not be run or answered nonsense
 CHECK_FAILURE = 102     # CHECK found the container's network drifted
 MASTER_FAILURE = 103    # the master interface is missing or unusable
 INTERFACE_EXISTS = 104  # CNI_IFNAME is taken in the container: a repeated ADD, or another plugin's
-PYTHON_TOO_OLD = 105    # the standalone file run by Python < 3.11 (answered by its __main__.py)
+PYTHON_TOO_OLD = 105    # the standalone file run by Python < 3.9 (answered by its __main__.py)
 INTERNAL = 199          # a bug in ipvlan-ip: please report it
 
 _SHORT = {
@@ -52,7 +53,7 @@ class CniError(Exception):
         self.msg = msg or _SHORT.get(code, "plugin error")
         self.details = details
 
-    def wrap(self, doing: str) -> "CniError":
+    def wrap(self, doing: str) -> CniError:
         """The same error, its details prefixed by what was being done."""
         return CniError(self.code, f"{doing}: {self.details}", self.msg)
 

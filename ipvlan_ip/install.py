@@ -9,6 +9,7 @@ every call about 2 ms natively, and more than that the console script's own
 `import re`. The launcher adds the two paths it needs itself: where the
 ipvlan_ip package is, and site-packages, for jsonschema on the error path.
 """
+from __future__ import annotations
 
 import os
 import sys

@@ -1,5 +1,6 @@
 """Delegation to the IPAM plugin (spec section 4): find it in CNI_PATH, run it
 with our environment and our whole stdin, and read its answer."""
+from __future__ import annotations
 
 import json
 import os

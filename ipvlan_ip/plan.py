@@ -4,6 +4,7 @@ built by the same builder functions the plugin executes, and run by nobody.
 No IPAM plugin is run: addresses come from an IPAM result given on the
 command line, or are placeholders from the documentation ranges, said so.
 """
+from __future__ import annotations
 
 import json
 

@@ -4,6 +4,7 @@ Success prints the result (ADD) or nothing (DEL, CHECK, STATUS, GC) and
 exits 0. Any failure prints a CNI error object on stdout, one line on stderr,
 and exits 1; a bug becomes error 199 rather than a traceback.
 """
+from __future__ import annotations
 
 import os
 import sys

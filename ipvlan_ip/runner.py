@@ -323,12 +323,24 @@ def _try_flock(fd: int) -> bool:
 def parse_json_stream(text: str) -> list:
     decoder, docs, pos = json.JSONDecoder(), [], 0
     text = text.strip()
+    if "\\'" in text:
+        text = _json_apostrophes(text)
     while pos < len(text):
         doc, pos = decoder.raw_decode(text, pos)
         docs.append(doc)
         while pos < len(text) and text[pos].isspace():
             pos += 1
     return docs
+
+
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _json_apostrophes(text: str) -> str:
+    """iproute2 5.9 (Debian 11's; 6.1 no longer) writes an apostrophe in a name
+    as \\', which JSON does not allow: read it as the apostrophe. Escapes are
+    taken pairwise, so an escaped backslash before an apostrophe stays one."""
+    return _ESCAPE.sub(lambda m: "'" if m.group(1) == "'" else m.group(0), text)
 
 
 _FAILED = re.compile(r"^Command failed -:(\d+)$")

@@ -6,12 +6,13 @@ the ipvlan_ip package with its schemas. Every module is there twice, as
 source and byte-compiled for the interpreter that built it, so that no call
 compiles anything (the compiled validators alone would cost tens of ms); another
 Python version finds its own magic number missing and reads the source.
-Nothing beyond CPython 3.11 is needed: a plugin call imports only the standard
+Nothing beyond CPython 3.9 is needed: a plugin call imports only the standard
 library, and where jsonschema is missing the compiled validators explain a
 rejected document themselves. One interpreter builds the file byte for byte
 the same every time (fixed entry times and order, unchecked-hash .pyc), so
 an installer can compare the copy it made with a fresh build.
 """
+from __future__ import annotations
 
 import io
 import os
@@ -24,16 +25,17 @@ PACKAGE = Path(__file__).resolve().parent
 PYTHON_TOO_OLD = 105    # errors.PYTHON_TOO_OLD; __main__ cannot import errors.py on an old Python
 
 # Runs before anything of ours is imported, so it must parse and run on any
-# Python: no f-strings, no annotations.
+# Python 3 a node may have (a unit test parses it as 3.6 would): no f-strings,
+# no annotations.
 MAIN = '''\
 # Entry point of the ipvlan-ip zip application (ipvlan_ip/standalone.py).
 import sys
 
-if sys.version_info < (3, 11):
+if sys.version_info < (3, 9):
     import json
     import os
     found = "Python %d.%d" % sys.version_info[:2]
-    details = "ipvlan-ip needs Python 3.11 or later, and %s runs it (%s)" % (sys.executable, found)
+    details = "ipvlan-ip needs Python 3.9 or later, and %s runs it (%s)" % (sys.executable, found)
     if os.environ.get("CNI_COMMAND"):
         try:
             version = json.loads(sys.stdin.read()).get("cniVersion") or "0.1.0"

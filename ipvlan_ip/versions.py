@@ -5,6 +5,7 @@ plugin for VERSION before every command, so that path must start fast.
 Even `import json` (with the `re` it pulls in) would double its cost, so the
 request runtimes send, `{"cniVersion": "X"}`, is read by hand; anything else
 goes through json."""
+from __future__ import annotations
 
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]

@@ -2,6 +2,7 @@
 runs, from a PATH without our venv and without sh or jsonschema installed
 (tests/kernel/test_standalone.py runs the kernel tests through it)."""
 
+import ast
 import json
 import os
 import subprocess
@@ -96,15 +97,20 @@ def test_without_jsonschema_a_rejected_config_still_names_path_and_reason(file):
     assert error["code"] == 7 and "$.mode: must be one of" in error["details"]
 
 
+def test_the_entry_point_parses_on_old_pythons():
+    # An old Python must get as far as the version check, so as to answer with JSON.
+    ast.parse(standalone.MAIN, feature_version=(3, 6))
+
+
 def test_an_older_python_gets_a_cni_error_and_no_traceback(tmp_path):
-    # No Python older than 3.11 is installed here: run the entry point as one would see it.
-    code = "import sys\nsys.version_info = (3, 9, 18)\n" + standalone.MAIN
+    # No Python older than 3.9 is installed here: run the entry point as one would see it.
+    code = "import sys\nsys.version_info = (3, 8, 18)\n" + standalone.MAIN
     done = subprocess.run([sys.executable, "-c", code], input=b'{"cniVersion": "1.0.0"}', capture_output=True,
                           env={"CNI_COMMAND": "ADD", "PATH": SYSTEM_PATH})
     assert done.returncode == 1 and b"Traceback" not in done.stderr
     assert json.loads(done.stdout) == {
         "cniVersion": "1.0.0", "code": errors.PYTHON_TOO_OLD, "msg": "Python too old for ipvlan-ip",
-        "details": f"ipvlan-ip needs Python 3.11 or later, and {sys.executable} runs it (Python 3.9)"}
+        "details": f"ipvlan-ip needs Python 3.9 or later, and {sys.executable} runs it (Python 3.8)"}
     assert standalone.PYTHON_TOO_OLD == errors.PYTHON_TOO_OLD
 
 
