@@ -3,7 +3,8 @@ iproute2 on the test kernel: bookworm is this VM (Debian 12: Python 3.11,
 iproute2 6.1); bullseye (Debian 11: Python 3.9, iproute2 5.9) and trixie
 (Debian 13: Python 3.13, iproute2 6.15) are Debian roots entered with chroot
 (node_roots.py). On each, the standalone file is built by that node's own
-Python through the CLI, and the kernel tests below run through it: the
+Python through the CLI, and the kernel tests below run through it (on
+bookworm, whose Python and iproute2 the whole suite uses, a few of them): the
 lifecycle in old and new spec versions and in every mode, dual-stack, CHECK, STATUS
 and GC, error and fault cases, rollback, a repeated ADD, DEL without a netns,
 odd names, other plugins' interfaces, a conflist, and the debug echo against
@@ -48,7 +49,15 @@ CHOSEN = [
     "tests/kernel/test_conflist.py",
     "tests/kernel/test_debug.py",
 ]
-CHOSEN_COUNT = 30
+# Bookworm is the VM's own Python and iproute2, which the whole suite runs on through the launcher,
+# and which runs the standalone file for podman and containerd: here the file's own path once more.
+BOOKWORM = [
+    *(f"tests/kernel/test_plugin.py::test_lifecycle_in_every_version[{v}]" for v in ("0.2.0", "1.1.0")),
+    "tests/kernel/test_plugin.py::test_error_codes",
+    "tests/kernel/test_repeated_add.py::test_a_repeated_add_is_refused_and_the_first_attachment_stays[host-local]",
+    "tests/kernel/test_foreign_interfaces.py::test_del_after_a_refused_add_leaves_another_plugins_interface[veth]",
+]
+COUNTS = {"bookworm": 5, "bullseye": 30, "trixie": 30}
 
 EXPECTED = {"bullseye": ("Python 3.9.", "iproute2-5.9"), "trixie": ("Python 3.13.", "iproute2-6.")}
 
@@ -68,7 +77,8 @@ def node(request, tmp_path):
 
 def test_the_kernel_tests_pass_on_the_node(node):
     name, plugin, root = node
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CHOSEN], cwd=REPO,
+    chosen = BOOKWORM if name == "bookworm" else CHOSEN
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *chosen], cwd=REPO,
                           env={**os.environ, "PATH": SYSTEM_PATH, "IPVLAN_IP_TEST_PLUGIN": plugin},
                           capture_output=True, text=True, timeout=1500)
     versions = root.versions() if root else "the VM's own"
@@ -80,4 +90,4 @@ def test_the_kernel_tests_pass_on_the_node(node):
         refused = root.run(f"{NODE_BIN}/ipvlan-ip", "validate", "-", input=json.dumps(conf))
         assert refused.returncode == 1 and "$.mode: must be one of" in refused.stdout, refused.stdout + refused.stderr
     assert done.returncode == 0, f"on {name} ({versions}):\n" + done.stdout[-4000:] + done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1].startswith(f"{CHOSEN_COUNT} passed"), done.stdout[-500:]   # all ran
+    assert done.stdout.splitlines()[-1].startswith(f"{COUNTS[name]} passed"), done.stdout[-500:]   # all ran

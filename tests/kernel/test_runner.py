@@ -16,7 +16,10 @@ def test_runner_creates_and_reads_back_an_ipvlan_link(netns, make_master):
 
     docs, failures = run.run_batch(commands.create_on_master(spec, target, in_container=True))
     assert failures == [] and docs[0][0]["ifname"] == master             # the master, read in the same process
-    assert {"lo", master, "ipvl0"} <= run.interfaces(target) and "ipvl1" not in run.interfaces(target)
+    present = run.interfaces(target)
+    assert {"lo", master, "ipvl0"} <= set(present) and "ipvl1" not in present
+    assert present["ipvl0"].driver == "ipvlan" and present[master].driver == "veth"     # as `ethtool -i` says
+    assert present["ipvl0"].mac == present[master].mac                                   # a slave has its master's
     [link] = ipj("-d", "link", "show", "dev", "ipvl0", ns=netns)
 
     assert link["linkinfo"]["info_kind"] == "ipvlan"

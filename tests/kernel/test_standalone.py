@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..conftest import SYSTEM_PATH
 from .conftest import reservations
+from .node_roots import ROOTS
 from .runtimes import IMAGE, eth, ipv4
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,11 +39,21 @@ def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd
     podman("build", "--pull=never", "--build-arg", f"BASE={IMAGE}", "-f", str(DEPLOY / "Containerfile"),
            "-t", INSTALLER, str(context))
 
-    # Run it as the DaemonSet does, the node's CNI bin dir mounted in.
+    # Run it as the DaemonSet does, the node's CNI bin dir and its root (read only) mounted in.
     copied = podman.node_bin / NODE_NAME
     copied.unlink(missing_ok=True)
-    podman("run", "-d", "--name", "installer", "--network", "none", "-e", f"CNI_PLUGIN_NAME={NODE_NAME}",
-           "-v", f"{podman.node_bin}:/host/opt/cni/bin", INSTALLER)
+    node_dirs = ["-e", f"CNI_PLUGIN_NAME={NODE_NAME}", "-v", f"{podman.node_bin}:/host/opt/cni/bin"]
+    no_python = tmp_path / "node-without-python"
+    (no_python / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", no_python / "bin" / "sh")
+    refused = podman("run", "--rm", "--network", "none", *node_dirs, "-v", f"{no_python}:/host/root:ro", INSTALLER,
+                     check=False)
+    assert refused.returncode == 1 and not copied.exists()
+    [said] = [line for line in refused.stderr.splitlines() if line.startswith("install-cni:")]
+    assert said.startswith("install-cni: this node cannot run ipvlan-ip: it lacks python3 (3.9 or later)"), said
+    # A Debian 11 node (Python 3.9, iproute2 5.9): the root tests/kernel/test_nodes.py runs the plugin in.
+    podman("run", "-d", "--name", "installer", "--network", "none", *node_dirs,
+           "-v", f"{ROOTS / 'bullseye'}:/host/root:ro", INSTALLER)
     try:
         for _ in range(120):
             if copied.exists():

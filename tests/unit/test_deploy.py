@@ -5,6 +5,7 @@ the installer script's refusal to replace a file that is not ours.
 tests/kernel/test_standalone.py builds and runs the installer image."""
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 import yaml
 
 from ipvlan_ip import validation
+
+from ..conftest import SYSTEM_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kubernetes"
@@ -41,9 +44,11 @@ def test_the_daemonset_mounts_the_node_cni_bin_dir_where_the_installer_writes():
     pod = load("daemonset.yaml")["spec"]["template"]["spec"]
     [container] = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    [mount] = container["volumeMounts"]
-    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["hostPath"]["path"] == "/opt/cni/bin" and mount["mountPath"] == env["CNI_BIN_DIR"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
+    assert volumes[mounts[env["CNI_BIN_DIR"]]["name"]] == "/opt/cni/bin"
+    # install-cni.sh's default NODE_ROOT: the node's /, read only.
+    assert volumes[mounts["/host/root"]["name"]] == "/" and mounts["/host/root"]["readOnly"] is True
     assert "/ipvlan-ip" in (DEPLOY / "Containerfile").read_text()
 
 
@@ -61,10 +66,36 @@ def test_the_network_attachment_definition_is_the_readmes_and_its_config_is_vali
 def test_the_installer_leaves_a_file_that_is_not_ours(tmp_path):
     foreign = tmp_path / "ipvlan-ip"
     foreign.write_text("#!/bin/sh\necho another plugin\n")
-    done = subprocess.run(["sh", str(DEPLOY / "install-cni.sh")], env={"CNI_BIN_DIR": str(tmp_path)},
+    done = subprocess.run(["sh", str(DEPLOY / "install-cni.sh")], env={"CNI_BIN_DIR": str(tmp_path), "NODE_ROOT": "/"},
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "not written by ipvlan-ip" in done.stderr
     assert foreign.read_text() == "#!/bin/sh\necho another plugin\n"
+
+
+def node_root(path: Path, python: str | None) -> Path:
+    """A node's root with busybox's sh and ip, and `python` as its python3 (a
+    script answering like that version), or none."""
+    (path / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", path / "bin" / "busybox")
+    for applet in ("sh", "ip"):
+        (path / "bin" / applet).symlink_to("busybox")
+    if python:
+        (path / "bin" / "python3").write_text(
+            f"#!/bin/sh\ncase \"$*\" in --version) echo Python {python};; *) exit {int(python < '3.9')};; esac\n")
+        (path / "bin" / "python3").chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("python, missing", [(None, "python3 (3.9 or later)"),
+                                             ("3.8.10", "python3 3.9 or later (it has Python 3.8.10)")])
+def test_the_installer_refuses_a_node_that_cannot_run_the_plugin(python, missing, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    done = subprocess.run(["sh", str(DEPLOY / "install-cni.sh")], capture_output=True, text=True, timeout=30,
+                          env={"CNI_BIN_DIR": str(bin_dir), "NODE_ROOT": str(node_root(tmp_path / "node", python)),
+                               "PATH": SYSTEM_PATH})
+    assert done.returncode == 1 and list(bin_dir.iterdir()) == []
+    assert done.stderr == f"install-cni: this node cannot run ipvlan-ip: it lacks {missing}; nothing installed\n"
 
 
 @pytest.mark.parametrize("name", ["daemonset.yaml", "network-attachment-definition.yaml"])
