@@ -111,7 +111,7 @@ def batch_word(word: str) -> str:
     return f"{quote}{word}{quote}"
 
 
-def _line(*words: str) -> str:
+def batch_line(*words: str) -> str:
     return " ".join(batch_word(w) for w in words)
 
 
@@ -120,23 +120,27 @@ def show_default_routes(netns: Netns | None, version: int) -> Command:
                    ip(netns, "-j", f"-{version}", "route", "show", "default"))
 
 
-def create_on_master(spec: LinkSpec, target: Netns, in_container: bool) -> Command:
+def create_on_master(spec: LinkSpec, target: Netns, in_container: bool, host_link: tuple[str, ...] = ()) -> Command:
     """Read the master and create the link on it, in one process. Without
     -force the batch stops at a master that does not exist; the caller checks
     what the read shows (up, not ipvlan, MTU) and removes the link when the
     master turns out to be unusable. With linkInContainer the master lives in
     the container's netns, so both run there; otherwise the link is made on
-    the host and placed in the container's netns by the same call."""
+    the host and placed in the container's netns by the same call.
+    `host_link` holds the lines that make the host's own link (hostAccess,
+    host_access.py); the master's addresses are then read too."""
     mtu = ("mtu", str(spec.mtu)) if spec.mtu else ()
     flag = (spec.flag,) if spec.flag else ()
     place = () if in_container else ("netns", target.path)
     return Command(
         f"read master {spec.master} (it must exist, be up and not be an ipvlan link), then create ipvlan "
-        f"{spec.tmp_name} on it (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})",
+        f"{spec.tmp_name} on it (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})"
+        + (", and the host's own link on it" if host_link else ""),
         ip(target if in_container else None, "-j", "-d", "-batch", "-"),
-        (_line("link", "show", "dev", spec.master),
-         _line("link", "add", "link", spec.master, "name", spec.tmp_name, *place, *mtu,
-               "type", "ipvlan", "mode", spec.mode, *flag)))
+        (batch_line("address" if host_link else "link", "show", "dev", spec.master),
+         *host_link,
+         batch_line("link", "add", "link", spec.master, "name", spec.tmp_name, *place, *mtu,
+                    "type", "ipvlan", "mode", spec.mode, *flag)))
 
 
 def show_master(netns: Netns | None, name: str) -> Command:
@@ -166,7 +170,7 @@ def rename(target: Netns, spec: LinkSpec) -> Rename:
                   spec.tmp_name, spec.ifname)
 
 
-def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing) -> Command:
+def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, on_link: tuple[str, ...] = ()) -> Command:
     """Address, bring up, route, read back the renamed link: one `ip` process.
 
     -force keeps the batch going past a route that already exists (another
@@ -177,19 +181,22 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing) -> Com
         # nodad: the IPAM plugin already made the address unique, and a
         # tentative address would not be usable when ADD returns.
         nodad = ("nodad",) if family(ipc["address"]) == 6 else ()
-        lines.append(_line("address", "add", ipc["address"], "dev", spec.ifname, *nodad))
-    lines.append(_line("link", "set", "dev", spec.ifname, "up"))
+        lines.append(batch_line("address", "add", ipc["address"], "dev", spec.ifname, *nodad))
+    lines.append(batch_line("link", "set", "dev", spec.ifname, "up"))
     for route in route_plan(addressing):
-        lines.append(_line("route", "add", *route_words(route), "dev", spec.ifname))
-    lines.append(_line("link", "show", "dev", spec.ifname))
+        lines.append(batch_line("route", "add", *route_words(route), "dev", spec.ifname))
+    for dst in on_link:     # the host's addresses that the subnets do not cover (hostAccess)
+        lines.append(batch_line("route", "add", dst, "dev", spec.ifname))
+    lines.append(batch_line("link", "show", "dev", spec.ifname))
     return Command(f"configure {spec.ifname} in {target.path}: addresses, up, routes, read back",
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
 
 
-def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing) -> list[Command | SysctlWrite | Rename]:
+def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing,
+                     on_link: tuple[str, ...] = ()) -> list[Command | SysctlWrite | Rename]:
     """What ADD does once the link exists and the addresses are allocated."""
     return [*notify_sysctls(target, spec.tmp_name, addressing), rename(target, spec),
-            configure_link(target, spec, addressing)]
+            configure_link(target, spec, addressing, on_link)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:
@@ -231,7 +238,7 @@ def remove_attachment(netns: Netns, names: list[str]) -> Command:
     """DEL's one command: delete these links (CNI_IFNAME, or a temporary name
     left by an ADD that died before renaming it), all in one process."""
     return Command(f"delete {' and '.join(names)} in {netns.path}", ip(netns, "-force", "-batch", "-"),
-                   tuple(_line("link", "del", "dev", name) for name in names))
+                   tuple(batch_line("link", "del", "dev", name) for name in names))
 
 
 def inspect_container(netns: Netns, ifname: str) -> Command:
@@ -240,4 +247,4 @@ def inspect_container(netns: Netns, ifname: str) -> Command:
     would leave iproute2's filter state set so that no address is listed."""
     return Command(f"read {ifname}, its addresses and the routes in {netns.path}",
                    ip(netns, "-j", "-d", "-batch", "-"),
-                   (_line("address", "show", "dev", ifname), _line("route", "show", "table", "all")))
+                   (batch_line("address", "show", "dev", ifname), batch_line("route", "show", "table", "all")))

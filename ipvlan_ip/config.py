@@ -14,8 +14,8 @@ DEFAULT_VERSION = "0.1.0"
 DEFAULT_TIMEOUT = 30.0
 
 
-class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container ipam_type "
-                                    "dns prev_result debug log_file timeout stdin")):
+class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container host_access "
+                                    "ipam_type dns prev_result debug log_file timeout stdin")):
     """The config as the plugin uses it. `master` "" means: from prevResult,
     else the default-route interface; `flag` "" the kernel's default (bridge);
     `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
@@ -59,6 +59,12 @@ def load(data, stdin: bytes, command: str) -> NetConf:
     problem = batch_problem(master)
     if problem:
         raise CniError(INVALID_CONFIG, f"master {master!r} {problem}")
+    flag = data.get("flag", "")
+    if data.get("hostAccess") and (flag in ("private", "vepa") or data.get("linkInContainer")):
+        raise CniError(INVALID_CONFIG, "hostAccess cannot work with " + (
+            f"flag {flag!r}: the host reaches its containers through an ipvlan link of its own, and with "
+            f"{flag} one ipvlan link may not talk to another" if flag in ("private", "vepa") else
+            "linkInContainer: the master is then in the container's netns, not the host's"))
     if master == "ipam" and not ipam_type:
         raise CniError(INVALID_CONFIG, "\"master\": \"ipam\" needs an ipam section with a type")
 
@@ -75,9 +81,10 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         type=data["type"],
         master=master,
         mode=data.get("mode") or "l2",
-        flag=data.get("flag", ""),
+        flag=flag,
         mtu=int(data.get("mtu", 0)),   # JSON Schema's integer takes 1500.0 too
         link_in_container=data.get("linkInContainer", False),
+        host_access=data.get("hostAccess", False),
         ipam_type=ipam_type,
         dns=data.get("dns") or None,
         prev_result=prev,

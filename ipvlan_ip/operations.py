@@ -5,7 +5,7 @@ commands.py and every execution goes through the runner `run`.
 """
 from __future__ import annotations
 
-from . import commands, ipam
+from . import commands, host_access, ipam
 from .commands import Addressing, LinkSpec, Netns
 from .config import NetConf
 from .environment import CniEnv, batch_problem
@@ -41,7 +41,8 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         if conf.master_from_ipam:
             _create(run, conf, env, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        mac = _configure(run, _link_spec(conf, env, ""), target, addressing, made)
+        on_link = _route_host(run, conf, env, addressing, made) if conf.host_access else ()
+        mac = _configure(run, _link_spec(conf, env, ""), target, addressing, made, on_link)
     except BaseException:
         _undo(run, conf, env, target, made)
         raise
@@ -49,18 +50,20 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
     return {
         "interfaces": [{"name": env.ifname, "mac": mac, "sandbox": env.netns}],
         "ips": [{**ipc, "interface": 0} for ipc in addressing.ips],
-        "routes": list(addressing.routes),
+        "routes": [*addressing.routes, *({"dst": dst} for dst in on_link)],
         **({"dns": conf.dns} if conf.dns else {}),
     }
 
 
 class Made:
-    """What this ADD has made so far: the link by its current name, and
-    whether IPAM was asked for addresses."""
+    """What this ADD has made so far: the link by its current name, whether
+    IPAM was asked for addresses, and whether the host routes to it."""
 
     def __init__(self) -> None:
         self.link = ""
         self.reserved = False
+        self.master_read: dict = {}     # the master as the create batch read it
+        self.host_routed = False        # hostAccess: this attachment recorded on the host
 
 
 def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
@@ -69,6 +72,8 @@ def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
     steps = []
     if made.link:
         steps.append(lambda: run.run(commands.delete_link(target, made.link)))
+    if made.host_routed:        # its own routes and record; never the shared link
+        steps.append(lambda: host_access.detach(run, conf.name, env.container_id, env.ifname))
     if made.reserved:
         steps.append(lambda: ipam.execute(run, conf, env, "DEL"))
     for step in steps:
@@ -101,14 +106,28 @@ def master_name(conf: NetConf, run, netns: Netns | None) -> str:
 
 
 def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made) -> None:
-    """Read the master and create the link on it (one `ip` process); remove
-    the link again when the read shows a master we must not use."""
+    """Read the master and create the link on it (one `ip` process); with
+    hostAccess, the host's own link too, under the master's lock, and this
+    attachment recorded before the lock goes (so GC keeps that link)."""
+    if not conf.host_access:
+        _create_link(run, conf, env, master, target, made, ())
+        return
+    with run.exclusive(host_access.lock_path(host_access.link_name(master)), create=True):
+        _create_link(run, conf, env, master, target, made, host_access.claim(run, master, conf.mode, conf.flag))
+        host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
+        made.host_routed = True
+
+
+def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made,
+                 host_link: tuple[str, ...]) -> None:
+    """The create batch; the link removed again when the read shows a master
+    we must not use."""
     where = f" in {target.path}" if conf.link_in_container else ""
     problem = batch_problem(master)
     if problem:
         raise CniError(MASTER_FAILURE, f"master {master!r}{where} {problem}")
     spec = _link_spec(conf, env, master)
-    cmd = commands.create_on_master(spec, target, conf.link_in_container)
+    cmd = commands.create_on_master(spec, target, conf.link_in_container, host_link)
     try:
         docs, failures = run.run_batch(cmd)
     except CommandFailed as e:
@@ -117,7 +136,8 @@ def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: M
         raise CniError(MASTER_FAILURE, f"failed to lookup master {master!r}{where}: {failures[0].message}")
     if not failures:
         made.link = spec.tmp_name
-    check_master(conf, docs[0][0], where)
+    made.master_read = docs[0][0]
+    check_master(conf, made.master_read, where)
     if failures:
         raise _explain_create_failure(failures[0], spec)
 
@@ -170,10 +190,19 @@ def _master_from_ipam(found: dict) -> str:
     return names[0]
 
 
-def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made) -> str:
+def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing, made: Made) -> tuple[str, ...]:
+    """hostAccess: the host's routes to the container (one `ip` process); the
+    routes the container needs to the host's addresses, for the configure batch."""
+    ips = [ipc["address"] for ipc in addressing.ips]
+    host_access.attach(run, conf.name, env.container_id, env.ifname, made.master_read, conf.mode, ips)
+    return host_access.routes_in_container(ips, host_access.host_addresses(made.master_read))
+
+
+def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,
+               on_link: tuple[str, ...]) -> str:
     """Announce, rename, address, bring up and route the link; its MAC as
     the kernel reads it back."""
-    *sysctls, rename, configure = commands.after_addressing(spec, target, addressing)
+    *sysctls, rename, configure = commands.after_addressing(spec, target, addressing, on_link)
     assert isinstance(rename, commands.Rename) and isinstance(configure, commands.Command)
     for write in sysctls:
         assert isinstance(write, commands.SysctlWrite)
@@ -209,6 +238,8 @@ GONE = ("Cannot find device", "Cannot open network namespace", "reassociate to n
 def delete(conf: NetConf, env: CniEnv, run) -> None:
     if conf.ipam_type:
         ipam.execute(run, conf, env, "DEL")
+    # Whether or not the config still says hostAccess: what the record holds was added.
+    host_access.detach(run, conf.name, env.container_id, env.ifname)
     if not env.netns:
         return
     try:
@@ -292,6 +323,10 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
         raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}") from e
     for problem in drift(conf, prev, index, link, routes):
         raise CniError(CHECK_FAILURE, problem)
+    if conf.host_access:
+        ips = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]
+        for problem in host_access.check(run, conf.name, env.container_id, env.ifname, ips):
+            raise CniError(CHECK_FAILURE, problem)
 
 
 def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
@@ -349,6 +384,11 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
 
 
 def gc(conf: NetConf, env: CniEnv, run) -> None:
-    """Links die with their netns, so the only stale resources are IPAM's."""
+    """Links die with their netns, so the stale resources are IPAM's, and
+    with hostAccess the host routes of attachments that are gone."""
     if conf.ipam_type:
         ipam.execute(run, conf, env, "GC")
+    if conf.host_access:
+        import json
+        attachments = json.loads(conf.stdin).get("cni.dev/valid-attachments", [])
+        host_access.collect(run, conf.name, {(a.get("containerID"), a.get("ifname")) for a in attachments})

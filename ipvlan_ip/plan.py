@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from . import commands, config, results
+from . import commands, config, host_access, results
 from .commands import Addressing, LinkSpec
 from .runner import shell_line
 
@@ -37,6 +37,9 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
     master_ns = target if conf.link_in_container else None
     if command == "DEL":
         ipam("DEL", "release the addresses")
+        if conf.host_access:
+            out.append(f"# hostAccess: remove the host's routes that "
+                       f"{host_access.record_path(conf.name, container_id, ifname)} records, and that file")
         out.append(f"# list the interfaces in {netns_path} from inside it (no command), then delete {ifname}, "
                    f"and {commands.temporary_name(container_id, ifname)} too if an ADD died before renaming it")
         step(commands.remove_attachment(target, [ifname]))
@@ -55,15 +58,37 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             ipam("ADD", "allocate addresses")
             names = [i.get("name") for i in found.get("interfaces", [])]
             master = names[0] if len(names) == 1 and names[0] else "<INTERFACE-NAMED-BY-IPAM>"
-            step(commands.create_on_master(spec._replace(master=master), target, conf.link_in_container))
+            _create(conf, spec._replace(master=master), target, step, out)
         else:
             master = _master(conf, master_ns, step)
-            step(commands.create_on_master(spec._replace(master=master), target, conf.link_in_container))
+            _create(conf, spec._replace(master=master), target, step, out)
             ipam("ADD", "allocate addresses")
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        for s in commands.after_addressing(spec, target, addressing):
+        on_link: tuple[str, ...] = ()
+        if conf.host_access:
+            ips = [i["address"] for i in addressing.ips]
+            host_ips = [HOST_ADDRESS]
+            mac = "<MASTER-MAC>" if conf.mode == "l2" else ""
+            step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
+            on_link = host_access.routes_in_container(ips, host_ips)
+        for s in commands.after_addressing(spec, target, addressing, on_link):
             step(s)
     return "\n".join(out) + "\n"
+
+
+# What plan shows as the host's address on the master (the create batch reads the real ones).
+HOST_ADDRESS = "198.51.100.2/24"
+
+
+def _create(conf, spec: LinkSpec, target, step, out: list[str]) -> None:
+    host_link: tuple[str, ...] = ()
+    if conf.host_access:
+        link = host_access.link_name(spec.master)
+        out.append(f"# hostAccess: under the lock {host_access.lock_path(link)}, make the host's link {link} "
+                   "unless it exists (listed from a thread, no command); the master's addresses are read "
+                   f"(shown below as {HOST_ADDRESS})")
+        host_link = host_access.link_lines(spec.master, conf.mode, conf.flag, exists=False)
+    step(commands.create_on_master(spec, target, conf.link_in_container, host_link))
 
 
 def _master(conf, master_ns, step) -> str:

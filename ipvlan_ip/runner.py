@@ -118,25 +118,40 @@ class Runner:
             raise CommandFailed(cmd, code, err)
         return parse_json_stream(out), failures
 
+    def run_batch_ok(self, cmd: Command) -> list:
+        """A -force batch whose every line must succeed, or fail with one of
+        cmd.ok_if (the state already there): the JSON it printed."""
+        docs, failures = self.run_batch(cmd)
+        for failure in failures:
+            if not any(text in failure.message for text in cmd.ok_if):
+                raise CniError(LINK_FAILURE, f"failed to `{failure.line}`: {failure.message}")
+        return docs
+
     @contextlib.contextmanager
-    def exclusive(self, netns_path: str):
-        """Hold an exclusive flock on the container's netns file. The spec
-        forbids parallel operations on one container, but a runtime that
-        retries DEL while its ADD still runs does it; the second then waits
-        for the first instead of interleaving with it (ADD's link created
-        after DEL's deletion, say). Nothing to hold when the netns is gone."""
+    def exclusive(self, path: str, create: bool = False):
+        """Hold an exclusive flock on `path`: the container's netns file, or
+        with `create` a lock file of our own (hostAccess locks a master so).
+        The spec forbids parallel operations on one container, but a runtime
+        that retries DEL while its ADD still runs does it; the second then
+        waits for the first instead of interleaving with it (ADD's link
+        created after DEL's deletion, say). Nothing to hold when the netns
+        is gone."""
         try:
-            fd = open_namespace_file(netns_path)
+            if create:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            else:
+                fd = open_namespace_file(path)
         except OSError:     # gone, or no netns: the operation itself says so
             yield
             return
         try:
             if not _try_flock(fd):
-                self.echo(f"# waiting for another operation on the container in {netns_path}")
+                self.echo(f"# waiting for another operation holding {path}")
                 deadline = time.monotonic() + self.timeout
                 while not _try_flock(fd):
                     if time.monotonic() > deadline:
-                        raise CniError(TRY_AGAIN_LATER, f"another operation on the container in {netns_path} "
+                        raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
                                                         f"is still running after {self.timeout:g} s")
                     time.sleep(0.05)
             yield
@@ -195,23 +210,56 @@ class Runner:
             raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
         self._outcome(0, start)
 
-    def interfaces(self, netns: Netns) -> dict[str, Interface]:
-        """The interfaces in `netns` by name, each with its driver and MAC,
-        read from a thread inside it (no process: the same way in as the
-        sysctl writes). A list, never a look-up by name: looking up a name
-        that does not exist (if_nametoindex, or `ip link del dev NAME`) makes
-        the kernel run `modprobe netdev-NAME`, which cost about 0.3 s a name
-        in the test VM."""
+    def interfaces(self, netns: Netns | None) -> dict[str, Interface]:
+        """The interfaces in `netns` (None: the host's) by name, each with its
+        driver and MAC, read from a thread inside it (no process: the same way
+        in as the sysctl writes). A list, never a look-up by name: looking up
+        a name that does not exist (if_nametoindex, or `ip link del dev NAME`)
+        makes the kernel run `modprobe netdev-NAME`, which cost about 0.3 s a
+        name in the test VM."""
         import socket
+        where = "/proc/self/ns/net" if netns is None else netns.path
         try:
-            with inside_netns(netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            with inside_netns(where), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 found = {n: _describe(sock, n) for _, n in socket.if_nameindex()}
         except OSError as e:
             if e.errno == errno.EINVAL:      # setns refuses a file that is no network namespace
-                raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {netns.path} is not a network namespace") from e
-            raise CniError(LINK_FAILURE, f"failed to list the interfaces in {netns.path}: {e}") from e
+                raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {where} is not a network namespace") from e
+            raise CniError(LINK_FAILURE, f"failed to list the interfaces in {where}: {e}") from e
         listed = " ".join(f"{n} ({i.driver or '?'})" for n, i in sorted(found.items()))
-        self.echo(f"# interfaces in {netns.path}: {listed}")
+        self.echo(f"# interfaces in {where}: {listed}")
+        return found
+
+    def save_record(self, path: str, record: dict | None) -> None:
+        """Write `record` as JSON to `path` (atomically: a reader sees the old
+        or the new one), or remove the file for None."""
+        if record is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+
+    def load_record(self, path: str) -> dict | None:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def load_records(self, directory: str) -> dict[str, dict]:
+        """Every record below `directory`, by its path relative to it."""
+        found = {}
+        for parent, _, names in os.walk(directory):
+            for name in names:
+                if not name.endswith(".tmp"):
+                    path = os.path.join(parent, name)
+                    record = self.load_record(path)
+                    if record is not None:
+                        found[os.path.relpath(path, directory)] = record
         return found
 
     def host_mac(self, name: str) -> str:

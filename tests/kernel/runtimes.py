@@ -58,9 +58,9 @@ class Podman:
         return done
 
     def network(self, name: str, master: str, subnet: str, ipam_dir: Path, tuning: bool,
-                plugin: str = "ipvlan-ip") -> str:
+                plugin: str = "ipvlan-ip", **settings) -> str:
         """The documented conflist as network `name` on `master`, through the
-        plugin file called `plugin`."""
+        plugin file called `plugin`, with any further `settings` of ours."""
         conflist = json.loads((DOCS / "ipvlan-net.conflist").read_text())
         ours = conflist["plugins"][0]
         ours["type"] = plugin
@@ -68,18 +68,19 @@ class Podman:
         ours["ipam"] = {"type": "host-local", "subnet": subnet, "dataDir": str(ipam_dir)}
         ours["logFile"] = str(self.root / f"{name}.log")
         ours["debug"] = True
+        ours.update(settings)
         conflist["name"] = name
         if not tuning:
             del conflist["plugins"][1:]
         (self.net_dir / f"{name}.conflist").write_text(json.dumps(conflist))
         return name
 
-    def start(self, *networks: str) -> dict:
+    def start(self, *networks: str, command: tuple[str, ...] = ("sleep", "600")) -> dict:
         """A detached container on these networks: podman inspect's record of it."""
         name = f"t{uuid.uuid4().hex[:8]}"
         self.started.append(name)
         self("run", "-d", "--name", name, "--network", ",".join(networks), "--cap-add", "NET_RAW",
-             IMAGE, "sleep", "600")
+             IMAGE, *command)
         return json.loads(self("inspect", name).stdout)[0]
 
 

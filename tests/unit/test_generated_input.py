@@ -115,6 +115,9 @@ class FakeRunner:
     def rename_link(self, step: Rename) -> None:
         self.calls.append(f"rename {step.old} {step.new}")
 
+    def load_record(self, path: str):
+        return None      # no hostAccess record: the host has none of this attachment's routes
+
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)
 

@@ -1,0 +1,212 @@
+"""hostAccess: the host and its containers reach each other.
+
+Why they cannot by default: ipvlan keeps the master's own stack out of its
+links' traffic. The host sends to a container's address out of the master,
+onto the wire, and nothing brings it back. A container's packet for the
+host does arrive (ipvlan hands a packet for an address that no link holds to
+the master), but the host's answer leaves the same wrong way.
+
+What `"hostAccess": true` adds, opt-in:
+  - the host gets one ipvlan link of its own on the master, `ipvh` and a hash
+    of the master's name, in the master's mode, shared by every container on
+    that master; made once, under a lock for the master;
+  - a route on the host to each of the container's addresses through that
+    link, with the host's own address on the master as the source; in l2, a
+    permanent neighbour entry too (the master's MAC, which every ipvlan link
+    carries): the container's answer to the host link's ARP or neighbour
+    solicitation asks for the host's address, which no ipvlan link holds, so
+    ipvlan hands it to the master and the host link would never learn it;
+  - in the container, an on-link route to each of the host's addresses on
+    the master that its subnets do not cover.
+ADD then runs 3 `ip` (the host's routes are the third), DEL 2.
+
+What an attachment added on the host is recorded in
+/run/ipvlan-ip/host-access/NETWORK/CONTAINERID:IFNAME: DEL removes it without
+the container's netns, and GC finds what attachments that are gone left
+behind. The shared link stays when its last container goes, since a DEL that
+removed it would race an ADD about to route through it; GC removes it, under
+the master's lock, once no record names it.
+
+The first part builds commands (pure, like commands.py); the second runs
+them through the runner, for operations.py to compose.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+from .commands import Command, batch_line
+from .errors import MASTER_FAILURE, CniError
+from .results import family
+
+STATE = "/run/ipvlan-ip/host-access"
+LOCKS = "/run/ipvlan-ip/locks"
+# A route, neighbour entry or link already removed.
+GONE = ("No such process", "Cannot find device", "No such file or directory")
+
+
+# ---------------------------------------------------------------- the commands
+
+def link_name(master: str) -> str:
+    """The host's link on `master`: derived, so that every call finds the same one."""
+    return f"ipvh{zlib.crc32(master.encode()):08x}"
+
+
+def lock_path(link: str) -> str:
+    return f"{LOCKS}/{link}.lock"
+
+
+def record_path(network: str, container_id: str, ifname: str) -> str:
+    # ':' is in neither a container ID nor an interface name.
+    return f"{STATE}/{network}/{container_id}:{ifname}"
+
+
+def link_lines(master: str, mode: str, flag: str, exists: bool) -> tuple[str, ...]:
+    """The create batch's lines for the host's link: made when missing, up in any case."""
+    name = link_name(master)
+    make = () if exists else (batch_line("link", "add", "link", master, "name", name, "type", "ipvlan",
+                                         "mode", mode, *((flag,) if flag else ())),)
+    return (*make, batch_line("link", "set", "dev", name, "up"))
+
+
+def host_addresses(master_read: dict) -> list[str]:
+    """The host's own addresses on the master, from `ip -j address show`."""
+    return [f"{a['local']}/{a['prefixlen']}" for a in master_read.get("addr_info", []) if a.get("scope") == "global"]
+
+
+def single(address: str) -> str:
+    """'10.1.2.3/24' as the route destination of that one address."""
+    return address.split("/")[0] + ("/128" if family(address) == 6 else "/32")
+
+
+def routes_on_host(link: str, container_ips: list[str], host_ips: list[str], mac: str = "") -> Command:
+    """To each container address through the host's link, from the host's
+    own address of that family on the master (replace: a route left by a
+    container that is gone may still hold the address); with `mac` (l2), its
+    neighbour entry as well."""
+    lines = []
+    for address in container_ips:
+        source = next((h.split("/")[0] for h in host_ips if family(h) == family(address)), None)
+        lines.append(batch_line("route", "replace", single(address), "dev", link,
+                                *(("src", source) if source else ())))
+        if mac:
+            lines.append(batch_line("neigh", "replace", address.split("/")[0], "lladdr", mac, "dev", link,
+                                    "nud", "permanent"))
+    return Command(f"route the container's addresses through the host's link {link}", ("ip", "-force", "-batch", "-"),
+                   tuple(lines))
+
+
+def unroute(record: dict) -> Command:
+    """Take back what routes_on_host made, as the record lists it."""
+    link = record["link"]
+    lines = [batch_line("route", "del", dst, "dev", link) for dst in record["routes"]]
+    lines += [batch_line("neigh", "del", address, "dev", link) for address in record["neighbours"]]
+    return Command(f"remove the routes through the host's link {link}", ("ip", "-force", "-batch", "-"),
+                   tuple(lines), ok_if=GONE)
+
+
+def routes_in_container(container_ips: list[str], host_ips: list[str]) -> tuple[str, ...]:
+    """The host's addresses that no subnet of the container covers, of a
+    family the container has: each gets an on-link route there."""
+    import ipaddress
+    networks = [ipaddress.ip_interface(a).network for a in container_ips]
+    wanted = []
+    for host in host_ips:
+        address = ipaddress.ip_interface(host).ip
+        same_family = [n for n in networks if n.version == address.version]
+        if same_family and not any(address in n for n in same_family):
+            wanted.append(single(host))
+    return tuple(wanted)
+
+
+def inspect_host(link: str) -> Command:
+    """CHECK's read of the host side: the link, and the routes through it."""
+    return Command(f"read the host's link {link} and the routes through it", ("ip", "-j", "-d", "-batch", "-"),
+                   (batch_line("link", "show", "dev", link), batch_line("route", "show", "table", "all", "dev", link)))
+
+
+# ---------------------------------------------------------------- the steps
+
+def claim(run, master: str, mode: str, flag: str) -> tuple[str, ...]:
+    """The lines that give the host its link on `master`, to run under the
+    master's lock; refuses an interface of that name that is not ours."""
+    name = link_name(master)
+    present = run.interfaces(None).get(name)
+    if present and present.driver != "ipvlan":
+        raise CniError(MASTER_FAILURE, f"hostAccess: the host's interface {name} is a {present.driver or 'device'} "
+                       "of another program, not ipvlan; it was left alone")
+    return link_lines(master, mode, flag, exists=present is not None)
+
+
+def record(run, network: str, container_id: str, ifname: str, master: str, container_ips: list[str],
+           neighbours: bool = False) -> None:
+    """What this attachment has, or is about to have, on the host."""
+    run.save_record(record_path(network, container_id, ifname),
+                    {"master": master, "link": link_name(master), "routes": [single(a) for a in container_ips],
+                     "neighbours": [a.split("/")[0] for a in container_ips] if neighbours else []})
+
+
+def attach(run, network: str, container_id: str, ifname: str, master_read: dict, mode: str,
+           container_ips: list[str]) -> None:
+    """Route the container's addresses through the host's link; recorded
+    first, so that a rollback or DEL finds every route, even one half made."""
+    master, mac = master_read["ifname"], master_read["address"] if mode == "l2" else ""
+    record(run, network, container_id, ifname, master, container_ips, neighbours=bool(mac))
+    run.run_batch_ok(routes_on_host(link_name(master), container_ips, host_addresses(master_read), mac))
+
+
+def detach(run, network: str, container_id: str, ifname: str) -> None:
+    """Remove what attach added on the host (nothing, and no process, when nothing was recorded)."""
+    path = record_path(network, container_id, ifname)
+    recorded = run.load_record(path)
+    if recorded is None:
+        return
+    if recorded["routes"]:
+        run.run_batch_ok(unroute(recorded))
+    run.save_record(path, None)
+
+
+def check(run, network: str, container_id: str, ifname: str, container_ips: list[str]) -> list[str]:
+    """Each way the host side differs from what ADD made."""
+    recorded = run.load_record(record_path(network, container_id, ifname))
+    if recorded is None:
+        return [f"hostAccess: nothing is recorded for {container_id}:{ifname} in {STATE}/{network}"]
+    link = recorded["link"]
+    try:
+        (shown,), routes = run.run_json(inspect_host(link))
+    except CniError as e:
+        return [f"hostAccess: the host's link {link} on {recorded['master']} is missing: {e.details}"]
+    problems = []
+    if shown.get("linkinfo", {}).get("info_kind") != "ipvlan" or "UP" not in shown.get("flags", []):
+        problems.append(f"hostAccess: the host's link {link} is not an ipvlan link that is up")
+    routed = {r.get("dst") for r in routes}
+    for address in container_ips:
+        dst = single(address)
+        if dst not in routed and dst.split("/")[0] not in routed:
+            problems.append(f"hostAccess: the host has no route to {dst} through {link}")
+    return problems
+
+
+def collect(run, network: str, valid: set[tuple[str, str]]) -> None:
+    """GC: the records of this network's attachments that are not valid any
+    more, and their routes; then each host link that no record names."""
+    for name in run.load_records(f"{STATE}/{network}"):
+        container_id, _, ifname = name.partition(":")
+        if (container_id, ifname) not in valid:
+            run.echo(f"# hostAccess: {name} is not a valid attachment of {network}: removing its host routes")
+            detach(run, network, container_id, ifname)
+    for link, interface in run.interfaces(None).items():
+        if _LINK.fullmatch(link) and interface.driver == "ipvlan" and link not in _in_use(run):
+            with run.exclusive(lock_path(link), create=True):
+                if link not in _in_use(run):     # an ADD may have claimed it meanwhile
+                    run.run(Command(f"remove the host's link {link}: no container uses it",
+                                    ("ip", "link", "del", "dev", link), ok_if=GONE))
+
+
+_LINK = re.compile(r"ipvh[0-9a-f]{8}")
+
+
+def _in_use(run) -> set[str]:
+    """The host links that some attachment, of any network, recorded."""
+    return {record["link"] for record in run.load_records(STATE).values()}

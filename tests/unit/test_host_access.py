@@ -1,0 +1,71 @@
+"""hostAccess's commands, from data to exact `ip` lines (tests/kernel/test_host_access.py
+shows them working against the kernel), and the configs it refuses before anything is made."""
+
+import io
+import json
+
+import pytest
+
+from ipvlan_ip import commands, host_access, plugin
+from ipvlan_ip.commands import LinkSpec, Netns
+
+from .test_input import ENV, GOOD
+
+
+def test_the_host_link_is_named_after_its_master_and_made_once():
+    name = host_access.link_name("eth0")
+    assert name == host_access.link_name("eth0") != host_access.link_name("eth1")
+    assert len(name) <= 15 and name.startswith("ipvh")
+    assert host_access.link_lines("eth0", "l3s", "", exists=False) == (
+        f"link add link eth0 name {name} type ipvlan mode l3s", f"link set dev {name} up")
+    assert host_access.link_lines("eth0", "l2", "bridge", exists=True) == (f"link set dev {name} up",)
+
+
+def test_the_create_batch_reads_the_masters_addresses_and_makes_the_host_link_before_the_containers():
+    spec = LinkSpec("eth0", "ipvl1", "eth0", "l2")
+    host_link = host_access.link_lines("eth0", "l2", "", exists=False)
+    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, host_link)
+    assert cmd.batch == ("address show dev eth0", *host_link,
+                         "link add link eth0 name ipvl1 netns /run/netns/blue type ipvlan mode l2")
+    # Without hostAccess, nothing changes.
+    assert commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False).batch[0] == "link show dev eth0"
+
+
+def test_host_routes_go_through_the_host_link_from_the_hosts_own_address():
+    cmd = host_access.routes_on_host("ipvh1", ["10.1.2.5/24", "fd00::5/64"], ["10.1.2.1/24", "fd00::1/64"])
+    assert cmd.argv == ("ip", "-force", "-batch", "-")
+    assert cmd.batch == ("route replace 10.1.2.5/32 dev ipvh1 src 10.1.2.1",
+                         "route replace fd00::5/128 dev ipvh1 src fd00::1")
+    # A family the host has no address of on the master: no source.
+    assert host_access.routes_on_host("ipvh1", ["fd00::5/64"], ["10.1.2.1/24"]).batch == (
+        "route replace fd00::5/128 dev ipvh1",)
+
+
+def test_in_l2_the_host_link_knows_each_container_by_the_masters_mac():
+    cmd = host_access.routes_on_host("ipvh1", ["10.1.2.5/24"], ["10.1.2.1/24"], mac="aa:bb:cc:dd:ee:ff")
+    assert cmd.batch == ("route replace 10.1.2.5/32 dev ipvh1 src 10.1.2.1",
+                         "neigh replace 10.1.2.5 lladdr aa:bb:cc:dd:ee:ff dev ipvh1 nud permanent")
+    undo = host_access.unroute({"link": "ipvh1", "routes": ["10.1.2.5/32"], "neighbours": ["10.1.2.5"]})
+    assert undo.batch == ("route del 10.1.2.5/32 dev ipvh1", "neigh del 10.1.2.5 dev ipvh1")
+
+
+def test_the_container_gets_routes_only_to_host_addresses_its_subnets_miss():
+    assert host_access.routes_in_container(["10.1.2.5/24"], ["10.1.2.1/24"]) == ()
+    assert host_access.routes_in_container(["10.1.2.5/24"], ["192.168.7.3/24", "fd00::1/64"]) == ("192.168.7.3/32",)
+    assert host_access.routes_in_container(["10.1.2.5/24", "fd01::5/64"], ["fd00::1/64"]) == ("fd00::1/128",)
+
+
+def test_host_addresses_are_the_global_ones_on_the_master():
+    read = {"ifname": "eth0", "addr_info": [{"local": "10.1.2.1", "prefixlen": 24, "scope": "global"},
+                                            {"local": "fe80::1", "prefixlen": 64, "scope": "link"}]}
+    assert host_access.host_addresses(read) == ["10.1.2.1/24"]
+
+
+@pytest.mark.parametrize("extra, said", [({"flag": "private"}, "flag 'private'"), ({"flag": "vepa"}, "flag 'vepa'"),
+                                         ({"linkInContainer": True}, "linkInContainer")])
+def test_configs_where_it_cannot_work_are_refused_before_anything(extra, said):
+    out = io.StringIO()
+    conf = {**GOOD, "hostAccess": True, **extra}
+    assert plugin.main(ENV, json.dumps(conf).encode(), out) == 1
+    error = json.loads(out.getvalue())
+    assert error["code"] == 7 and "hostAccess cannot work with" in error["details"] and said in error["details"]
