@@ -1,6 +1,7 @@
 """ipvlan-ip against Debian's Go ipvlan plugin (/usr/lib/cni/ipvlan), same kernel,
 same config, same host-local IPAM, and against the floor (bench/floor.py: the
-same process work from a stdlib-only `python3 -I -S` script).
+same process work from a stdlib-only `python3 -I -S` script), and ipvlan-ip
+with hostAccess on (its host link and routes cost an `ip` more per call).
 
     ./bench/run [--cycles N] [--links N]
 
@@ -34,8 +35,11 @@ OURS = plugin_launcher()
 GO = "/usr/lib/cni/ipvlan"
 FLOOR = ["/usr/bin/python3", "-I", "-S", str(REPO / "bench" / "floor.py")]
 PLUGINS = {"ipvlan-ip": [OURS], "go ipvlan": [GO],
-           "floor, 2 ip": [*FLOOR, "--ip-processes", "2"], "floor, 3 ip": [*FLOOR, "--ip-processes", "3"]}
-COUNTED = ("ipvlan-ip", "go ipvlan")     # strace and the links test: the two plugins
+           "floor, 2 ip": [*FLOOR, "--ip-processes", "2"], "floor, 3 ip": [*FLOOR, "--ip-processes", "3"],
+           "ipvlan-ip hostAccess": [OURS]}
+SETTINGS = {"ipvlan-ip hostAccess": {"hostAccess": True}}     # the same plugin, with the opt-in on
+COUNTED = ("ipvlan-ip", "go ipvlan", "ipvlan-ip hostAccess")  # processes counted by strace
+LINKS_TEST = ("ipvlan-ip", "go ipvlan")
 
 
 def sh(*argv: str) -> None:
@@ -61,9 +65,10 @@ def cni_env(command: str, netns: str, container: str) -> dict:
             "CNI_NETNS": f"/run/netns/{netns}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
 
 
-def conf(master: str, data_dir: str) -> bytes:
+def conf(master: str, data_dir: str, settings: dict) -> bytes:
     return json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "ipvlan", "master": master,
-                       "ipam": {"type": "host-local", "subnet": "10.123.0.0/16", "dataDir": data_dir}}).encode()
+                       "ipam": {"type": "host-local", "subnet": "10.123.0.0/16", "dataDir": data_dir},
+                       **settings}).encode()
 
 
 def cycle(plugin: list[str], stdin: bytes, netns: str) -> tuple[float, float]:
@@ -108,7 +113,8 @@ def kernel_part(cycles: int, links: int) -> dict:
         for ns in netns.values():
             sh("ip", "netns", "add", ns)
         try:
-            stdin = {name: conf(master, f"{workdir}/ipam-{i}") for i, name in enumerate(PLUGINS)}
+            stdin = {name: conf(master, f"{workdir}/ipam-{i}", SETTINGS.get(name, {}))
+                     for i, name in enumerate(PLUGINS)}
             if cycles > 2:                             # warm the page cache, except in a smoke run
                 for name, plugin in PLUGINS.items():
                     cycle(plugin, stdin[name], netns[name])
@@ -129,11 +135,11 @@ def kernel_part(cycles: int, links: int) -> dict:
             def add_median() -> dict:
                 # An untimed cycle of each first, then interleaved: new links leave
                 # the kernel work to do for a while, which must not fall on one side.
-                for name in COUNTED:
+                for name in LINKS_TEST:
                     cycle(PLUGINS[name], stdin[name], netns[name])
-                added: dict[str, list[float]] = {name: [] for name in COUNTED}
+                added: dict[str, list[float]] = {name: [] for name in LINKS_TEST}
                 for _ in range(max(1, cycles // 2)):
-                    for name in COUNTED:
+                    for name in LINKS_TEST:
                         added[name].append(cycle(PLUGINS[name], stdin[name], netns[name])[0])
                 return {name: statistics.median(times) for name, times in added.items()}
             out["add_with_links"] = {}
@@ -205,17 +211,17 @@ def report(kernel: dict, startup: dict | None, imports: list | None, where: str)
     med = kernel["median"]
     go = med["go ipvlan"]
     print(f"\nADD and DEL, median of the cycles ({where}); ratios to the Go plugin")
-    print(f"{'':14}{'ADD':>12}{'DEL':>12}{'ADD+DEL':>12}{'ratio':>8}")
+    print(f"{'':22}{'ADD':>12}{'DEL':>12}{'ADD+DEL':>12}{'ratio':>8}")
     for name, m in med.items():
         total = m["ADD"] + m["DEL"]
         ratio = total / (go["ADD"] + go["DEL"])
-        print(f"{name:14}{ms(m['ADD']):>12}{ms(m['DEL']):>12}{ms(total):>12}{ratio:>8.2f}")
+        print(f"{name:22}{ms(m['ADD']):>12}{ms(m['DEL']):>12}{ms(total):>12}{ratio:>8.2f}")
     ours, floor = med["ipvlan-ip"], med["floor, 2 ip"]
     distance = (ours["ADD"] + ours["DEL"]) / (floor["ADD"] + floor["DEL"])
     print(f"ipvlan-ip / floor with the same 2 ip processes: {distance:.2f}")
     print("\nprocesses executed per call (strace, execve)")
     for name, per in kernel["processes"].items():
-        print(f"{name:12}" + "   ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+        print(f"{name:22}" + "   ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
                                         for c, kinds in per.items()))
     if kernel["add_with_links"]:
         print("\nADD with links already on the master (median)")

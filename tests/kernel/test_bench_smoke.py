@@ -15,8 +15,11 @@ def test_bench_smoke(tmp_path):
     subprocess.run([sys.executable, str(BENCH), "--cycles", "1", "--links", "0", "--kernel-json", str(out)],
                    check=True, timeout=900)
     figures = json.loads(out.read_text())
-    assert set(figures["median"]) == {"ipvlan-ip", "go ipvlan", "floor, 2 ip", "floor, 3 ip"}
+    assert set(figures["median"]) == {"ipvlan-ip", "go ipvlan", "floor, 2 ip", "floor, 3 ip", "ipvlan-ip hostAccess"}
     ours = figures["processes"]["ipvlan-ip"]
     assert ours["ADD"] == {"ip": 2, "IPAM": 1, "other": 0}
     assert ours["DEL"] == {"ip": 1, "IPAM": 1, "other": 0}
     assert figures["processes"]["go ipvlan"]["ADD"]["IPAM"] == 1     # strace sees the Go plugin's exec too
+    with_host = figures["processes"]["ipvlan-ip hostAccess"]       # the host's link and routes: one more each
+    assert with_host["ADD"] == {"ip": 3, "IPAM": 1, "other": 0}
+    assert with_host["DEL"] == {"ip": 2, "IPAM": 1, "other": 0}
