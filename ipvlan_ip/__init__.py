@@ -2,7 +2,8 @@
 
 Read in this order: environment, config (with schemas and results), commands
 (the pure command builder), runner (the only code that executes anything),
-ipam, operations, plugin (the CNI entry point), cli.
+ipam, host_access (an opt-in capability), operations, plugin (the CNI
+entry point), cli.
 """
 
 __version__ = "0.1.0"
