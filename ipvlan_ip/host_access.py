@@ -57,9 +57,14 @@ def lock_path(link: str) -> str:
     return f"{LOCKS}/{link}.lock"
 
 
+def network_dir(network: str) -> str:
+    # A config without a name (0.x allows it) gets a folder no network name can be: names start alnum.
+    return f"{STATE}/{network or '-unnamed'}"
+
+
 def record_path(network: str, container_id: str, ifname: str) -> str:
     # ':' is in neither a container ID nor an interface name.
-    return f"{STATE}/{network}/{container_id}:{ifname}"
+    return f"{network_dir(network)}/{container_id}:{ifname}"
 
 
 def link_lines(master: str, mode: str, flag: str, exists: bool) -> tuple[str, ...]:
@@ -171,7 +176,7 @@ def check(run, network: str, container_id: str, ifname: str, container_ips: list
     """Each way the host side differs from what ADD made."""
     recorded = run.load_record(record_path(network, container_id, ifname))
     if recorded is None:
-        return [f"hostAccess: nothing is recorded for {container_id}:{ifname} in {STATE}/{network}"]
+        return [f"hostAccess: nothing is recorded for {container_id}:{ifname} in {network_dir(network)}"]
     link = recorded["link"]
     try:
         (shown,), routes = run.run_json(inspect_host(link))
@@ -191,7 +196,7 @@ def check(run, network: str, container_id: str, ifname: str, container_ips: list
 def collect(run, network: str, valid: set[tuple[str, str]]) -> None:
     """GC: the records of this network's attachments that are not valid any
     more, and their routes; then each host link that no record names."""
-    for name in run.load_records(f"{STATE}/{network}"):
+    for name in run.load_records(network_dir(network)):
         container_id, _, ifname = name.partition(":")
         if (container_id, ifname) not in valid:
             run.echo(f"# hostAccess: {name} is not a valid attachment of {network}: removing its host routes")

@@ -69,3 +69,9 @@ def test_configs_where_it_cannot_work_are_refused_before_anything(extra, said):
     assert plugin.main(ENV, json.dumps(conf).encode(), out) == 1
     error = json.loads(out.getvalue())
     assert error["code"] == 7 and "hostAccess cannot work with" in error["details"] and said in error["details"]
+
+
+def test_records_are_kept_per_network_and_attachment():
+    assert host_access.record_path("lan", "c1", "eth0") == "/run/ipvlan-ip/host-access/lan/c1:eth0"
+    # Without a name, not in the folder above every network's, which GC would read as this network's.
+    assert host_access.record_path("", "c1", "eth0") == "/run/ipvlan-ip/host-access/-unnamed/c1:eth0"
