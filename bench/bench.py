@@ -65,10 +65,10 @@ def cni_env(command: str, netns: str, container: str) -> dict:
             "CNI_NETNS": f"/run/netns/{netns}", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
 
 
-def conf(master: str, data_dir: str, settings: dict) -> bytes:
+def conf(master: str, data_dir: str, settings: dict | None = None) -> bytes:
     return json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "ipvlan", "master": master,
                        "ipam": {"type": "host-local", "subnet": "10.123.0.0/16", "dataDir": data_dir},
-                       **settings}).encode()
+                       **(settings or {})}).encode()
 
 
 def cycle(plugin: list[str], stdin: bytes, netns: str) -> tuple[float, float]:
