@@ -226,7 +226,7 @@ class Runner:
             if e.errno == errno.EINVAL:      # setns refuses a file that is no network namespace
                 raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {where} is not a network namespace") from e
             raise CniError(LINK_FAILURE, f"failed to list the interfaces in {where}: {e}") from e
-        listed = " ".join(f"{n} ({i.driver or '?'})" for n, i in sorted(found.items()))
+        listed = " ".join(f"{n} ({i.driver})" if i.driver else n for n, i in sorted(found.items()))
         self.echo(f"# interfaces in {where}: {listed}")
         return found
 
