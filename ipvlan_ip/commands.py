@@ -170,7 +170,7 @@ def rename(target: Netns, spec: LinkSpec) -> Rename:
                   spec.tmp_name, spec.ifname)
 
 
-def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, on_link: tuple[str, ...] = ()) -> Command:
+def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra: tuple[str, ...] = ()) -> Command:
     """Address, bring up, route, read back the renamed link: one `ip` process.
 
     -force keeps the batch going past a route that already exists (another
@@ -185,18 +185,17 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, on_lin
     lines.append(batch_line("link", "set", "dev", spec.ifname, "up"))
     for route in route_plan(addressing):
         lines.append(batch_line("route", "add", *route_words(route), "dev", spec.ifname))
-    for dst in on_link:     # the host's addresses that the subnets do not cover (hostAccess)
-        lines.append(batch_line("route", "add", dst, "dev", spec.ifname))
+    lines += extra          # hostAccess's routes and neighbour entries toward the host
     lines.append(batch_line("link", "show", "dev", spec.ifname))
     return Command(f"configure {spec.ifname} in {target.path}: addresses, up, routes, read back",
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
 
 
 def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing,
-                     on_link: tuple[str, ...] = ()) -> list[Command | SysctlWrite | Rename]:
+                     extra: tuple[str, ...] = ()) -> list[Command | SysctlWrite | Rename]:
     """What ADD does once the link exists and the addresses are allocated."""
     return [*notify_sysctls(target, spec.tmp_name, addressing), rename(target, spec),
-            configure_link(target, spec, addressing, on_link)]
+            configure_link(target, spec, addressing, extra)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:

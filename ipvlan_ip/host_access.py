@@ -17,7 +17,11 @@ What `"hostAccess": true` adds, opt-in:
     solicitation asks for the host's address, which no ipvlan link holds, so
     ipvlan hands it to the master and the host link would never learn it;
   - in the container, an on-link route to each of the host's addresses on
-    the master that its subnets do not cover.
+    the master that its subnets do not cover; in l2, a permanent neighbour
+    entry for each too (the master's MAC): Linux answers a neighbour
+    solicitation only for an address of the interface it came in on, and an
+    ARP request so only where arp_ignore allows, and the host's addresses are
+    on the master, not on the host's link.
 ADD then runs 3 `ip` (the host's routes are the third), DEL 2.
 
 What an attachment added on the host is recorded in
@@ -123,6 +127,19 @@ def routes_in_container(container_ips: list[str], host_ips: list[str]) -> tuple[
         if same_family and not any(address in n for n in same_family):
             wanted.append(single(host))
     return tuple(wanted)
+
+
+def container_lines(ifname: str, on_link: tuple[str, ...], host_ips: list[str], container_ips: list[str],
+                    mac: str = "") -> tuple[str, ...]:
+    """The configure batch's lines toward the host: the on-link routes, and
+    with `mac` (l2) a neighbour entry for each host address of a family the
+    container has."""
+    lines = [batch_line("route", "add", dst, "dev", ifname) for dst in on_link]
+    families = {family(a) for a in container_ips}
+    if mac:
+        lines += [batch_line("neigh", "replace", h.split("/")[0], "lladdr", mac, "dev", ifname, "nud", "permanent")
+                  for h in host_ips if family(h) in families]
+    return tuple(lines)
 
 
 def inspect_host(link: str) -> Command:

@@ -41,8 +41,8 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         if conf.master_from_ipam:
             _create(run, conf, env, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        on_link = _route_host(run, conf, env, addressing, made) if conf.host_access else ()
-        mac = _configure(run, _link_spec(conf, env, ""), target, addressing, made, on_link)
+        on_link, toward_host = _route_host(run, conf, env, addressing, made) if conf.host_access else ((), ())
+        mac = _configure(run, _link_spec(conf, env, ""), target, addressing, made, toward_host)
     except BaseException:
         _undo(run, conf, env, target, made)
         raise
@@ -190,19 +190,24 @@ def _master_from_ipam(found: dict) -> str:
     return names[0]
 
 
-def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing, made: Made) -> tuple[str, ...]:
-    """hostAccess: the host's routes to the container (one `ip` process); the
-    routes the container needs to the host's addresses, for the configure batch."""
+def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing,
+                made: Made) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """hostAccess: the host's routes to the container (one `ip` process);
+    the on-link routes the container needs to the host's addresses (for the
+    result), and the configure batch's lines toward the host."""
     ips = [ipc["address"] for ipc in addressing.ips]
     host_access.attach(run, conf.name, env.container_id, env.ifname, made.master_read, conf.mode, ips)
-    return host_access.routes_in_container(ips, host_access.host_addresses(made.master_read))
+    host_ips = host_access.host_addresses(made.master_read)
+    on_link = host_access.routes_in_container(ips, host_ips)
+    mac = made.master_read["address"] if conf.mode == "l2" else ""
+    return on_link, host_access.container_lines(env.ifname, on_link, host_ips, ips, mac)
 
 
 def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,
-               on_link: tuple[str, ...]) -> str:
+               extra: tuple[str, ...]) -> str:
     """Announce, rename, address, bring up and route the link; its MAC as
     the kernel reads it back."""
-    *sysctls, rename, configure = commands.after_addressing(spec, target, addressing, on_link)
+    *sysctls, rename, configure = commands.after_addressing(spec, target, addressing, extra)
     assert isinstance(rename, commands.Rename) and isinstance(configure, commands.Command)
     for write in sysctls:
         assert isinstance(write, commands.SysctlWrite)

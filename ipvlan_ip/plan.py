@@ -64,14 +64,15 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             _create(conf, spec._replace(master=master), target, step, out)
             ipam("ADD", "allocate addresses")
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        on_link: tuple[str, ...] = ()
+        toward_host: tuple[str, ...] = ()
         if conf.host_access:
             ips = [i["address"] for i in addressing.ips]
             host_ips = [HOST_ADDRESS]
             mac = "<MASTER-MAC>" if conf.mode == "l2" else ""
             step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
             on_link = host_access.routes_in_container(ips, host_ips)
-        for s in commands.after_addressing(spec, target, addressing, on_link):
+            toward_host = host_access.container_lines(ifname, on_link, host_ips, ips, mac)
+        for s in commands.after_addressing(spec, target, addressing, toward_host):
             step(s)
     return "\n".join(out) + "\n"
 

@@ -71,8 +71,10 @@ def conf_for(lan: Lan, ipam_dir: Path, mode: str, **extra) -> dict:
             "mode": mode, "hostAccess": True, "ipam": ipam, **extra}
 
 
-def host_routes(master: str) -> list[str]:
-    return sorted(r["dst"] for r in ipj("route", "show", "dev", host_access.link_name(master)))
+def host_routes(master: str, version: int = 4) -> list[str]:
+    """The routes to containers through the host's link (not the kernel's fe80::/64)."""
+    shown = ipj(f"-{version}", "route", "show", "dev", host_access.link_name(master))
+    return sorted(r["dst"] for r in shown if not r["dst"].startswith("fe80:"))
 
 
 def pings(target: str, ns: str | None = None) -> bool:
@@ -137,6 +139,27 @@ def test_the_host_and_its_containers_reach_each_other(mode, net, make_lan, make_
     for ns, result in zip(containers, results):
         ok(call_plugin("DEL", {**conf, "prevResult": result}, f"/run/netns/{ns}", container_id=ns))
     assert host_routes(lan.master) == [] and reservations(ipam_dir) == []
+
+
+@pytest.mark.parametrize("mode, net", [("l2", "10.106"), ("l3", "10.108")])
+def test_dual_stack_the_host_and_a_container_reach_each_other(mode, net, make_lan, netns, ipam_dir):
+    lan = make_lan(net)
+    v6_host, v6_net = f"fd00:{net.split('.')[1]}::2", f"fd00:{net.split('.')[1]}::/64"
+    ip("-6", "address", "add", f"{v6_host}/64", "dev", lan.master, "nodad")
+    ipam = {"type": "host-local", "dataDir": str(ipam_dir),
+            "ranges": [[{"subnet": f"{net}.0.0/24", "rangeStart": f"{net}.0.10"}],
+                       [{"subnet": v6_net, "rangeStart": v6_host.replace("::2", "::10")}]]}
+    conf = conf_for(lan, ipam_dir, mode, ipam=ipam)
+    result = ok(call_plugin("ADD", conf, f"/run/netns/{netns}", container_id="c"))
+    v4, v6 = sorted((a["address"].split("/")[0] for a in result["ips"]), key=lambda a: ":" in a)
+    assert host_routes(lan.master, 6) == [v6]
+    for target in (v4, v6):
+        assert pings(target), f"host -> {target} ({mode})"
+    for target in (lan.host, v6_host):
+        assert pings(target, netns), f"container -> host {target} ({mode})"
+    ok(call_plugin("CHECK", {**conf, "prevResult": result}, f"/run/netns/{netns}", container_id="c"))
+    ok(call_plugin("DEL", {**conf, "prevResult": result}, f"/run/netns/{netns}", container_id="c"))
+    assert host_routes(lan.master) == [] and host_routes(lan.master, 6) == []
 
 
 def test_a_container_outside_the_hosts_subnet_gets_a_route_to_it(make_lan, netns, ipam_dir):

@@ -75,3 +75,11 @@ def test_records_are_kept_per_network_and_attachment():
     assert host_access.record_path("lan", "c1", "eth0") == "/run/ipvlan-ip/host-access/lan/c1:eth0"
     # Without a name, not in the folder above every network's, which GC would read as this network's.
     assert host_access.record_path("", "c1", "eth0") == "/run/ipvlan-ip/host-access/-unnamed/c1:eth0"
+
+
+def test_in_l2_the_container_knows_the_hosts_addresses_by_the_masters_mac():
+    lines = host_access.container_lines("eth0", ("198.51.100.2/32",), ["198.51.100.2/24", "fd00::1/64"],
+                                        ["10.1.2.5/24"], mac="aa:bb:cc:dd:ee:ff")
+    assert lines == ("route add 198.51.100.2/32 dev eth0",       # only families the container has
+                     "neigh replace 198.51.100.2 lladdr aa:bb:cc:dd:ee:ff dev eth0 nud permanent")
+    assert host_access.container_lines("eth0", (), ["10.1.2.1/24"], ["10.1.2.5/24"]) == ()   # l3: no ARP
