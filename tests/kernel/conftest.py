@@ -66,25 +66,6 @@ def call_plugin(command: str, conf: dict | str | bytes, netns: str = "", ifname:
     return Reply(done.returncode, json.loads(stdout) if stdout.strip() else None, stdout, done.stderr.decode())
 
 
-@pytest.hookimpl(trylast=True)     # after -k and -m have deselected
-def pytest_collection_modifyitems(items):
-    """The long tests (marked `long` with their seconds in the VM) first,
-    alternating between the two halves that pytest-xdist's worksteal hands
-    its two workers at the start: a worker can only steal tests not yet
-    started, so long ones left at the end of a half kept the other worker
-    idle for minutes (810 s against 708 s for the same suite)."""
-    def seconds(item) -> float:
-        mark = item.get_closest_marker("long")
-        return mark.args[0] if mark else 0
-    long = sorted((i for i in items if seconds(i)), key=seconds, reverse=True)
-    if not long:
-        return
-    rest = [i for i in items if not seconds(i)]
-    first_long, second_long = long[0::2], long[1::2]
-    split = max(0, len(items) // 2 - len(first_long))
-    items[:] = first_long + rest[:split] + second_long + rest[split:]
-
-
 @pytest.fixture
 def make_netns():
     """make_netns() -> name of a new named netns (path /run/netns/NAME), deleted afterwards."""
