@@ -9,7 +9,8 @@ the master), but the host's answer leaves the same wrong way.
 What `"hostAccess": true` adds, opt-in:
   - the host gets one ipvlan link of its own on the master, `ipvh` and a hash
     of the master's name, in the master's mode, shared by every container on
-    that master; made once, under a lock for the master;
+    that master; made once, under an exclusive lock for the master, which
+    the ADDs that find it made hold shared;
   - a route on the host to each of the container's addresses through that
     link, with the host's own address on the master as the source; in l2, a
     permanent neighbour entry too (the master's MAC, which every ipvlan link
@@ -150,14 +151,19 @@ def inspect_host(link: str) -> Command:
 
 # ---------------------------------------------------------------- the steps
 
-def claim(run, master: str, mode: str, flag: str) -> tuple[str, ...]:
+def claim(run, master: str, mode: str, flag: str, may_create: bool) -> tuple[str, ...] | None:
     """The lines that give the host its link on `master`, to run under the
-    master's lock; refuses an interface of that name that is not ours."""
+    master's lock: shared where the link exists (ADDs then run together, and
+    GC, which takes it exclusively, cannot remove it meanwhile), exclusive to
+    make it. None when it is missing and `may_create` is false. Refuses an
+    interface of that name that is not ours."""
     name = link_name(master)
     present = run.interfaces(None).get(name)
     if present and present.driver != "ipvlan":
         raise CniError(MASTER_FAILURE, f"hostAccess: the host's interface {name} is a {present.driver or 'device'} "
                        "of another program, not ipvlan; it was left alone")
+    if present is None and not may_create:
+        return None
     return link_lines(master, mode, flag, exists=present is not None)
 
 

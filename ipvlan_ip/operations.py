@@ -112,10 +112,16 @@ def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: M
     if not conf.host_access:
         _create_link(run, conf, env, master, target, made, ())
         return
-    with run.exclusive(host_access.lock_path(host_access.link_name(master)), create=True):
-        _create_link(run, conf, env, master, target, made, host_access.claim(run, master, conf.mode, conf.flag))
-        host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
-        made.host_routed = True
+    lock = host_access.lock_path(host_access.link_name(master))
+    for shared in (True, False):     # shared when the host's link is there; exclusive to make it
+        with run.exclusive(lock, create=True, shared=shared):
+            host_link = host_access.claim(run, master, conf.mode, conf.flag, may_create=not shared)
+            if host_link is None:
+                continue
+            _create_link(run, conf, env, master, target, made, host_link)
+            host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
+            made.host_routed = True
+            return
 
 
 def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made,

@@ -128,9 +128,10 @@ class Runner:
         return docs
 
     @contextlib.contextmanager
-    def exclusive(self, path: str, create: bool = False):
+    def exclusive(self, path: str, create: bool = False, shared: bool = False):
         """Hold an exclusive flock on `path`: the container's netns file, or
-        with `create` a lock file of our own (hostAccess locks a master so).
+        with `create` a lock file of our own (hostAccess locks a master so;
+        `shared` lets the ADDs that only use the host's link run together).
         The spec forbids parallel operations on one container, but a runtime
         that retries DEL while its ADD still runs does it; the second then
         waits for the first instead of interleaving with it (ADD's link
@@ -146,10 +147,10 @@ class Runner:
             yield
             return
         try:
-            if not _try_flock(fd):
+            if not _try_flock(fd, shared):
                 self.echo(f"# waiting for another operation holding {path}")
                 deadline = time.monotonic() + self.timeout
-                while not _try_flock(fd):
+                while not _try_flock(fd, shared):
                     if time.monotonic() > deadline:
                         raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
                                                         f"is still running after {self.timeout:g} s")
@@ -360,9 +361,9 @@ def _describe(sock, name: str) -> Interface:
     return Interface(driver, mac)
 
 
-def _try_flock(fd: int) -> bool:
+def _try_flock(fd: int, shared: bool = False) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
