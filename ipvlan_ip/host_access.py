@@ -130,6 +130,14 @@ def routes_in_container(container_ips: list[str], host_ips: list[str]) -> tuple[
     return tuple(wanted)
 
 
+def toward_host(ifname: str, container_ips: list[str], host_ips: list[str],
+                mac: str = "") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The container's side, for ADD and `plan` alike: the on-link routes it
+    needs (they go into the result), and the configure batch's lines."""
+    on_link = routes_in_container(container_ips, host_ips)
+    return on_link, container_lines(ifname, on_link, host_ips, container_ips, mac)
+
+
 def container_lines(ifname: str, on_link: tuple[str, ...], host_ips: list[str], container_ips: list[str],
                     mac: str = "") -> tuple[str, ...]:
     """The configure batch's lines toward the host: the on-link routes, and
@@ -224,8 +232,9 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> None:
         if (container_id, ifname) not in valid:
             run.echo(f"# hostAccess: {name} is not a valid attachment of {network}: removing its host routes")
             detach(run, network, container_id, ifname)
+    in_use = _in_use(run)
     for link, interface in run.interfaces(None).items():
-        if _LINK.fullmatch(link) and interface.driver == "ipvlan" and link not in _in_use(run):
+        if _LINK.fullmatch(link) and interface.driver == "ipvlan" and link not in in_use:
             with run.exclusive(lock_path(link), create=True):
                 if link not in _in_use(run):     # an ADD may have claimed it meanwhile
                     run.run(Command(f"remove the host's link {link}: no container uses it",

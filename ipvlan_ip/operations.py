@@ -203,10 +203,8 @@ def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing,
     result), and the configure batch's lines toward the host."""
     ips = [ipc["address"] for ipc in addressing.ips]
     host_access.attach(run, conf.name, env.container_id, env.ifname, made.master_read, conf.mode, ips)
-    host_ips = host_access.host_addresses(made.master_read)
-    on_link = host_access.routes_in_container(ips, host_ips)
     mac = made.master_read["address"] if conf.mode == "l2" else ""
-    return on_link, host_access.container_lines(env.ifname, on_link, host_ips, ips, mac)
+    return host_access.toward_host(env.ifname, ips, host_access.host_addresses(made.master_read), mac)
 
 
 def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,

@@ -70,8 +70,7 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             host_ips = [HOST_ADDRESS]
             mac = "<MASTER-MAC>" if conf.mode == "l2" else ""
             step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
-            on_link = host_access.routes_in_container(ips, host_ips)
-            toward_host = host_access.container_lines(ifname, on_link, host_ips, ips, mac)
+            toward_host = host_access.toward_host(ifname, ips, host_ips, mac)[1]
         for s in commands.after_addressing(spec, target, addressing, toward_host):
             step(s)
     return "\n".join(out) + "\n"
