@@ -61,6 +61,11 @@ class Rename(namedtuple("Rename", "why netns old new")):
     __slots__ = ()
 
 
+class LinkUp(namedtuple("LinkUp", "why netns name")):
+    """A link brought up inside a netns, with no process (as Rename)."""
+    __slots__ = ()
+
+
 class LinkSpec(namedtuple("LinkSpec", "master tmp_name ifname mode flag mtu", defaults=("l2", "", 0))):
     """The ipvlan link to make: `flag` "" is the kernel's default (bridge), `mtu` 0 the master's."""
     __slots__ = ()
@@ -170,6 +175,19 @@ def rename(target: Netns, spec: LinkSpec) -> Rename:
                   spec.tmp_name, spec.ifname)
 
 
+def name_link(spec: LinkSpec, target: Netns, addressing: Addressing) -> list[SysctlWrite | Rename]:
+    """Give the link CNI_IFNAME: the announcing sysctls, then the rename."""
+    return [*notify_sysctls(target, spec.tmp_name, addressing), rename(target, spec)]
+
+
+def ready_for_dhcp(spec: LinkSpec, target: Netns) -> list[SysctlWrite | Rename | LinkUp]:
+    """The dhcp daemon looks the link up by CNI_IFNAME in the netns and sends
+    through it, so it is named and up before IPAM runs (dhcp.py), with no
+    address yet: IPv4 only, as the daemon is."""
+    return [*name_link(spec, target, Addressing()),
+            LinkUp(f"bring {spec.ifname} up, for the dhcp daemon to send through it", target, spec.ifname)]
+
+
 def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra: tuple[str, ...] = ()) -> Command:
     """Address, bring up, route, read back the renamed link: one `ip` process.
 
@@ -194,8 +212,7 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra:
 def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing,
                      extra: tuple[str, ...] = ()) -> list[Command | SysctlWrite | Rename]:
     """What ADD does once the link exists and the addresses are allocated."""
-    return [*notify_sysctls(target, spec.tmp_name, addressing), rename(target, spec),
-            configure_link(target, spec, addressing, extra)]
+    return [*name_link(spec, target, addressing), configure_link(target, spec, addressing, extra)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:

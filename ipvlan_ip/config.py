@@ -15,11 +15,11 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container host_access "
-                                    "ipam_type dns prev_result debug log_file timeout stdin")):
+                                    "ipam_type ipam dns prev_result debug log_file timeout stdin")):
     """The config as the plugin uses it. `master` "" means: from prevResult,
     else the default-route interface; `flag` "" the kernel's default (bridge);
     `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
-    prevResult); `prev_result` is already in the internal shape (results.py);
+    prevResult), `ipam` its section as given; `prev_result` is already in the internal shape (results.py);
     `stdin` goes unchanged to the IPAM plugin. A namedtuple, as in commands.py,
     to keep dataclasses' import off every call."""
     __slots__ = ()
@@ -27,6 +27,10 @@ class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu 
     @property
     def master_from_ipam(self) -> bool:
         return self.master == "ipam"
+
+    @property
+    def dhcp(self) -> bool:
+        return self.ipam_type == "dhcp"
 
 
 def decode(stdin: bytes):
@@ -51,11 +55,15 @@ def load(data, stdin: bytes, command: str) -> NetConf:
 
     ipam = data.get("ipam") or {}
     ipam_type = ipam.get("type", "")
-    if ipam_type == "dhcp":
-        raise CniError(INVALID_CONFIG, "ipam type \"dhcp\" cannot work with ipvlan: every ipvlan link "
-                       "shares the master's MAC address, and the dhcp plugin sends no client ID, "
-                       "so the DHCP server cannot tell the containers apart")
     master = data.get("master", "")
+    mode = data.get("mode") or "l2"
+    if ipam_type == "dhcp" and mode != "l2":
+        raise CniError(INVALID_CONFIG, f"ipam type \"dhcp\" needs mode l2: in {mode} no broadcast reaches "
+                       "an ipvlan link, so the DHCP server's replies never arrive (see README.md, "
+                       "\"Addresses from your LAN's DHCP server\")")
+    if ipam_type == "dhcp" and master == "ipam":
+        raise CniError(INVALID_CONFIG, "\"master\": \"ipam\" cannot work with ipam type \"dhcp\": the dhcp "
+                       "plugin names no interface, and it needs the link made first")
     problem = batch_problem(master)
     if problem:
         raise CniError(INVALID_CONFIG, f"master {master!r} {problem}")
@@ -80,12 +88,13 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         name=data.get("name", ""),
         type=data["type"],
         master=master,
-        mode=data.get("mode") or "l2",
+        mode=mode,
         flag=flag,
         mtu=int(data.get("mtu", 0)),   # JSON Schema's integer takes 1500.0 too
         link_in_container=data.get("linkInContainer", False),
         host_access=data.get("hostAccess", False),
         ipam_type=ipam_type,
+        ipam=ipam,
         dns=data.get("dns") or None,
         prev_result=prev,
         debug=data.get("debug", False),

@@ -5,8 +5,8 @@ commands.py and every execution goes through the runner `run`.
 """
 from __future__ import annotations
 
-from . import commands, host_access, ipam
-from .commands import Addressing, LinkSpec, Netns
+from . import commands, dhcp, host_access, ipam
+from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
 from .environment import CniEnv, batch_problem
 from .errors import (
@@ -31,18 +31,21 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         raise CniError(INTERFACE_EXISTS, f"interface {env.ifname!r} already exists in {env.netns}: an earlier "
                        "ADD of this container is still attached, or another plugin made it; nothing was changed")
     master_ns = target if conf.link_in_container else None
+    if conf.dhcp and not run.listening(dhcp.socket_path(conf.ipam)):
+        raise dhcp.daemon_missing(dhcp.socket_path(conf.ipam))
 
     made = Made()
+    spec = _link_spec(conf, env, "")
     try:
         if not conf.master_from_ipam:
             # As upstream, the link comes before the addresses: an unusable master costs no allocation.
             _create(run, conf, env, master_name(conf, run, master_ns), target, made)
-        found = _addresses(conf, env, run, made)
+        found = _lease(conf, env, run, spec, target, made) if conf.dhcp else _addresses(conf, env, run, made)
         if conf.master_from_ipam:
             _create(run, conf, env, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
         on_link, toward_host = _route_host(run, conf, env, addressing, made) if conf.host_access else ((), ())
-        mac = _configure(run, _link_spec(conf, env, ""), target, addressing, made, toward_host)
+        mac = _configure(run, spec, target, addressing, made, toward_host)
     except BaseException:
         _undo(run, conf, env, target, made)
         raise
@@ -68,14 +71,14 @@ class Made:
 
 def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
     """Take back what a failed ADD made: the link first, so that an address
-    is never free while a link still carries it, then the reservation."""
-    steps = []
-    if made.link:
-        steps.append(lambda: run.run(commands.delete_link(target, made.link)))
-    if made.host_routed:        # its own routes and record; never the shared link
-        steps.append(lambda: host_access.detach(run, conf.name, env.container_id, env.ifname))
-    if made.reserved:
-        steps.append(lambda: ipam.execute(run, conf, env, "DEL"))
+    is never free while a link still carries it, then the reservation. A
+    DHCP lease is the exception: the daemon releases it by sending through
+    the link, so the link goes after it."""
+    link = [lambda: run.run(commands.delete_link(target, made.link))] if made.link else []
+    # hostAccess: its own routes and record; never the shared link
+    routes = [lambda: host_access.detach(run, conf.name, env.container_id, env.ifname)] if made.host_routed else []
+    release = [lambda: ipam.execute(run, conf, env, "DEL")] if made.reserved else []
+    steps: list = [*release, *link, *routes] if conf.dhcp else [*link, *routes, *release]
     for step in steps:
         try:
             step()
@@ -188,6 +191,18 @@ def _addresses(conf: NetConf, env: CniEnv, run, made: Made) -> dict:
     raise CniError(INVALID_CONFIG, "no ipam section, and no prevResult with IPs to configure")
 
 
+def _lease(conf: NetConf, env: CniEnv, run, spec: LinkSpec, target: Netns, made: Made) -> dict:
+    """dhcp: the link named and up first (the daemon sends through it), then
+    the lease, asked for under the master's lock (dhcp.py says why)."""
+    _name(run, commands.ready_for_dhcp(spec, target), made)
+    socket = dhcp.socket_path(conf.ipam)
+    with run.exclusive(dhcp.lock_path(made.master_read["ifname"]), create=True):
+        try:
+            return _addresses(conf, env, run, made)
+        except CniError as e:
+            raise dhcp.explain(e, socket) from e
+
+
 def _master_from_ipam(found: dict) -> str:
     names = [i.get("name") for i in found.get("interfaces", [])]
     if len(names) != 1 or not names[0]:
@@ -209,15 +224,11 @@ def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing,
 
 def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,
                extra: tuple[str, ...]) -> str:
-    """Announce, rename, address, bring up and route the link; its MAC as
-    the kernel reads it back."""
-    *sysctls, rename, configure = commands.after_addressing(spec, target, addressing, extra)
-    assert isinstance(rename, commands.Rename) and isinstance(configure, commands.Command)
-    for write in sysctls:
-        assert isinstance(write, commands.SysctlWrite)
-        run.write_sysctl(write)
-    run.rename_link(rename)
-    made.link = spec.ifname   # renamed: a rollback deletes it by this name
+    """Announce and rename the link (unless done before IPAM), address,
+    bring up and route it; its MAC as the kernel reads it back."""
+    if made.link != spec.ifname:
+        _name(run, commands.name_link(spec, target, addressing), made)
+    configure = commands.configure_link(target, spec, addressing, extra)
     try:
         docs, failures = run.run_batch(configure)
     except CommandFailed as e:
@@ -227,6 +238,18 @@ def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made:
         first = serious[0]
         raise CniError(LINK_FAILURE, f"failed to `{first.line}` in {target.path}: {first.message}")
     return docs[-1][0]["address"]
+
+
+def _name(run, steps: list, made: Made) -> None:
+    """The in-process steps that name the link (and bring it up for dhcp)."""
+    for step in steps:
+        if isinstance(step, SysctlWrite):
+            run.write_sysctl(step)
+        elif isinstance(step, Rename):
+            run.rename_link(step)
+            made.link = step.new   # renamed: a rollback deletes it by this name
+        else:
+            run.link_up(step)
 
 
 def _explain_create_failure(failure: BatchFailure, spec: LinkSpec) -> CniError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from . import commands, config, host_access, results
+from . import commands, config, dhcp, host_access, results
 from .commands import Addressing, LinkSpec
 from .runner import shell_line
 
@@ -62,7 +62,12 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
         else:
             master = _master(conf, master_ns, step)
             _create(conf, spec._replace(master=master), target, step, out)
-            ipam("ADD", "allocate addresses")
+            if conf.dhcp:
+                for ready in commands.ready_for_dhcp(spec, target):
+                    step(ready)
+                ipam("ADD", f"ask the dhcp daemon for a lease, under the lock {dhcp.lock_path(master)}")
+            else:
+                ipam("ADD", "allocate addresses")
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
         toward_host: tuple[str, ...] = ()
         if conf.host_access:
@@ -71,8 +76,11 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             mac = "<MASTER-MAC>" if conf.mode == "l2" else ""
             step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
             toward_host = host_access.toward_host(ifname, ips, host_ips, mac)[1]
-        for s in commands.after_addressing(spec, target, addressing, toward_host):
-            step(s)
+        if conf.dhcp:      # already named and up
+            step(commands.configure_link(target, spec, addressing, toward_host))
+        else:
+            for s in commands.after_addressing(spec, target, addressing, toward_host):
+                step(s)
     return "\n".join(out) + "\n"
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from collections import namedtuple
 
-from .commands import Command, Netns, Rename, SysctlWrite, ip, netns_at
+from .commands import Command, LinkUp, Netns, Rename, SysctlWrite, ip, netns_at
 from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 
 CLONE_NEWNET = 0x40000000
@@ -77,11 +77,13 @@ class Echo:
                     os.close(fd)
 
 
-def shell_line(step: Command | SysctlWrite | Rename) -> str:
+def shell_line(step: Command | SysctlWrite | Rename | LinkUp) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
     import shlex  # only for the echo and error messages
     if isinstance(step, Rename):
         return shlex.join(ip(step.netns, "link", "set", "dev", step.old, "name", step.new))
+    if isinstance(step, LinkUp):
+        return shlex.join(ip(step.netns, "link", "set", "dev", step.name, "up"))
     if isinstance(step, SysctlWrite):
         enter = (("ip", "netns", "exec", step.netns.name) if step.netns.name
                  else ("nsenter", f"--net={step.netns.path}"))
@@ -179,6 +181,22 @@ class Runner:
                            f"{e.strerror}") from e
         self._outcome(0, start)
 
+    def link_up(self, step: LinkUp) -> None:
+        """Bring a link up from a thread inside its netns (SIOCSIFFLAGS)."""
+        import socket
+        import struct
+        self._announce(step)
+        start = time.monotonic()
+        name = step.name.encode()
+        try:
+            with inside_netns(step.netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                flags = struct.unpack_from("H", fcntl.ioctl(sock, SIOCGIFFLAGS, name.ljust(IFREQ, b"\0")), 16)[0]
+                fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name, flags | IFF_UP).ljust(IFREQ, b"\0"))
+        except OSError as e:
+            self._outcome(1, start)
+            raise CniError(LINK_FAILURE, f"failed to bring {step.name} up in {step.netns.path}: {e.strerror}") from e
+        self._outcome(0, start)
+
     def netns(self, path: str) -> Netns:
         """CNI_NETNS as a Netns, once the file is known to be a network
         namespace: anything else (a FIFO, a socket, a device, a directory, a
@@ -263,6 +281,17 @@ class Runner:
                         found[os.path.relpath(path, directory)] = record
         return found
 
+    def listening(self, path: str) -> bool:
+        """Whether a server accepts connections on the unix socket `path`
+        (a socket file left by a daemon that died accepts none)."""
+        import socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(path)
+            except OSError:
+                return False
+        return True
+
     def host_mac(self, name: str) -> str:
         """The MAC address of interface `name` in our own netns, "" when there
         is none (sysfs: a look-up by name that loads no module)."""
@@ -338,6 +367,7 @@ def open_namespace_file(path: str) -> int:
 
 
 SIOCSIFNAME, SIOCETHTOOL, SIOCGIFHWADDR, ETHTOOL_GDRVINFO = 0x8923, 0x8946, 0x8927, 3
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
 
 

@@ -41,7 +41,10 @@ def test_bad_environment(change, code):
     ({**GOOD, "master": "a b"}, 7), ({**GOOD, "master": "x" * 16}, 7), ({**GOOD, "name": "a/b"}, 7),
     # iproute2's batch input, which reads the master and creates the link, cuts a line at '#'
     ({**GOOD, "master": "help#1"}, 7), ({**GOOD, "master": "a'b\"c"}, 7),
-    ({**GOOD, "ipam": {"type": "../evil"}}, 7), ({**GOOD, "ipam": {"type": "dhcp"}}, 7),
+    ({**GOOD, "ipam": {"type": "../evil"}}, 7),
+    # dhcp: no broadcast reaches an ipvlan link in l3 or l3s; and it names no master
+    ({**GOOD, "ipam": {"type": "dhcp"}, "mode": "l3"}, 7), ({**GOOD, "ipam": {"type": "dhcp"}, "mode": "l3s"}, 7),
+    ({**GOOD, "ipam": {"type": "dhcp"}, "master": "ipam"}, 7),
     ({**GOOD, "linkInContainer": "yes"}, 7), ({**GOOD, "master": "ipam", "ipam": {}}, 7),
     ({k: v for k, v in GOOD.items() if k != "type"}, 7),
     ({**GOOD, "cniVersion": "2.0.0"}, 1), ({**GOOD, "cniVersion": 1}, 7),

@@ -1,0 +1,212 @@
+"""Addresses from the LAN's own DHCP server, with real parts: dnsmasq serves
+DHCP in a netns on the master's veth peer (the LAN), and Debian's CNI dhcp
+daemon runs the clients. Each test has a daemon of its own, on a socket of
+its own (the config's daemonSocketPath), and a LAN of its own (`net`)."""
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from .conftest import GO_PLUGINS, call_plugin, ip, unique
+from .runtimes import eth, ipv4
+from .test_faults import failing_ip
+from .test_host_access import pings
+from .test_plugin import addresses_in, link_in, links_in, ok
+
+DHCP = f"{GO_PLUGINS}/dhcp"
+
+
+class DhcpLan(NamedTuple):
+    master: str
+    ns: str
+    net: str
+    leases: Path        # dnsmasq's lease file
+    socket: str         # the dhcp daemon's
+
+    @property
+    def server(self) -> str:
+        return f"{self.net}.0.1"
+
+    def conf(self, **extra) -> dict:
+        return {"cniVersion": "1.0.0", "name": unique("dhcpnet-"), "type": "ipvlan-ip", "master": self.master,
+                "mode": "l2", "ipam": {"type": "dhcp", "daemonSocketPath": self.socket}, **extra}
+
+    def held(self) -> dict[str, str]:
+        """dnsmasq's leases: address -> client identifier."""
+        lines = self.leases.read_text().splitlines() if self.leases.exists() else []
+        return {f[2]: f[4] for f in (line.split() for line in lines) if len(f) >= 5}
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(path: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def make_dhcp_lan(make_netns, make_master, tmp_path):
+    """make_dhcp_lan(net, broadcast=True): a master, dnsmasq on its far side
+    serving {net}.0.100-150, and a dhcp daemon (with -broadcast or without)."""
+    procs: list[subprocess.Popen] = []
+
+    def make(net: str, broadcast: bool = True) -> DhcpLan:
+        master, lan_ns = make_master(), make_netns()
+        ip("link", "set", master + "p", "netns", lan_ns)
+        ip("address", "add", f"{net}.0.1/24", "dev", master + "p", ns=lan_ns)
+        ip("link", "set", master + "p", "up", ns=lan_ns)
+        leases, socket = tmp_path / "dnsmasq.leases", tmp_path / "dhcp.sock"
+        procs.append(start(["ip", "netns", "exec", lan_ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                            "--port=0", "--user=root", "--bind-interfaces", f"--interface={master}p",
+                            f"--dhcp-range={net}.0.100,{net}.0.150,255.255.255.0,1h",
+                            f"--dhcp-option=option:router,{net}.0.1", f"--dhcp-leasefile={leases}",
+                            "--dhcp-authoritative", "--log-dhcp", "--log-facility=-"], tmp_path / "dnsmasq.log"))
+        procs.append(start([DHCP, "daemon", *(["-broadcast"] if broadcast else []), "-socketpath", str(socket)],
+                           tmp_path / "dhcp-daemon.log"))
+        wait_for(socket)
+        return DhcpLan(master, lan_ns, net, leases, str(socket))
+    yield make
+    stop(procs)
+
+
+def add(lan: DhcpLan, conf: dict, ns: str, cid: str) -> dict:
+    return ok(call_plugin("ADD", conf, netns=f"/run/netns/{ns}", container_id=cid))
+
+
+def leased(result: dict) -> str:
+    return result["ips"][0]["address"].split("/")[0]
+
+
+def test_two_containers_get_distinct_leases_and_reach_each_other_and_the_lan(make_dhcp_lan, make_netns):
+    lan = make_dhcp_lan("10.231")
+    conf = lan.conf()
+    first, second = make_netns(), make_netns()
+    a, b = add(lan, conf, first, "dhcp-a"), add(lan, conf, second, "dhcp-b")
+    addr_a, addr_b = leased(a), leased(b)
+    assert addr_a != addr_b
+    for result, ns in ((a, first), (b, second)):
+        address = leased(result)
+        assert address.startswith(f"{lan.net}.0.") and 100 <= int(address.rsplit(".", 1)[1]) <= 150
+        assert addresses_in(ns) == {result["ips"][0]["address"]}
+        link = link_in(ns)
+        assert link["linkinfo"]["info_kind"] == "ipvlan" and link["linkinfo"]["info_data"]["mode"] == "l2"
+        assert result["ips"][0]["gateway"] == lan.server
+        assert pings(lan.server, ns)
+    assert pings(addr_b, first) and pings(addr_a, second)
+    # dnsmasq tells the two apart by the client identifier the daemon sends, not by the shared MAC.
+    held = lan.held()
+    assert set(held) == {addr_a, addr_b}
+    assert len(set(held.values())) == 2 and "*" not in held.values(), held
+    for ns, cid, result in ((first, "dhcp-a", a), (second, "dhcp-b", b)):
+        ok(call_plugin("CHECK", {**conf, "prevResult": result}, netns=f"/run/netns/{ns}", container_id=cid))
+    for ns, cid in ((first, "dhcp-a"), (second, "dhcp-b")):
+        ok(call_plugin("DEL", conf, netns=f"/run/netns/{ns}", container_id=cid))
+        assert "eth0" not in links_in(ns)
+    released_within(lan, 10)
+
+
+def released_within(lan: DhcpLan, seconds: float) -> None:
+    """dnsmasq drops a lease on the client's DHCPRELEASE."""
+    deadline = time.monotonic() + seconds
+    while lan.held():
+        assert time.monotonic() < deadline, f"leases still held after DEL: {lan.held()}"
+        time.sleep(0.2)
+
+
+def test_eight_at_once_on_one_master_each_get_a_lease(make_dhcp_lan, make_netns):
+    """Clients sharing a MAC take turns (the master's lock): asking together,
+    each would take the first ACK, and seven would end in a conflict."""
+    lan = make_dhcp_lan("10.232")
+    conf = lan.conf(timeout=120)
+    spaces = [make_netns() for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda n: call_plugin("ADD", conf, netns=f"/run/netns/{spaces[n]}",
+                                                      container_id=f"eight-{n}"), range(8)))
+    for reply in replies:
+        ok(reply)
+    got = [leased(r.out) for r in replies]
+    assert len(set(got)) == 8, got
+    assert set(lan.held()) == set(got)
+    for n, ns in enumerate(spaces):
+        assert addresses_in(ns) == {replies[n].out["ips"][0]["address"]}
+    with ThreadPoolExecutor(8) as pool:
+        for reply in pool.map(lambda n: call_plugin("DEL", conf, netns=f"/run/netns/{spaces[n]}",
+                                                    container_id=f"eight-{n}"), range(8)):
+            ok(reply)
+    released_within(lan, 20)
+
+
+def test_without_broadcast_add_fails_in_time_naming_broadcast_and_leaves_nothing(make_dhcp_lan, netns):
+    lan = make_dhcp_lan("10.233", broadcast=False)
+    conf = lan.conf(timeout=40)
+    began = time.monotonic()
+    reply = call_plugin("ADD", conf, netns=f"/run/netns/{netns}", container_id="nobcast")
+    took = time.monotonic() - began
+    assert reply.code != 0 and "-broadcast" in reply.out["details"], reply.stdout
+    assert took < 40 + 15, f"ADD took {took:.0f} s with a timeout of 40 s"
+    assert links_in(netns) == ["lo"]
+    assert lan.held() == {}
+    ok(call_plugin("DEL", conf, netns=f"/run/netns/{netns}", container_id="nobcast"))
+
+
+def test_add_failing_after_the_lease_releases_it_before_removing_the_link(make_dhcp_lan, netns, tmp_path):
+    """The daemon sends DHCPRELEASE through the link: a rollback that removed
+    the link first would leave the lease held at the server until it expires."""
+    lan = make_dhcp_lan("10.236")
+    conf = lan.conf()
+    reply = call_plugin("ADD", conf, netns=f"/run/netns/{netns}", container_id="late", env=failing_ip(tmp_path, 2))
+    assert reply.out["code"] == 100 and "failed to configure eth0" in reply.out["details"], reply.stdout
+    assert links_in(netns) == ["lo"]
+    released_within(lan, 10)
+
+
+def test_missing_daemon_says_how_to_start_it_and_leaves_nothing(master, netns, tmp_path):
+    conf = {"cniVersion": "1.0.0", "name": "dhcpnet", "type": "ipvlan-ip", "master": master,
+            "ipam": {"type": "dhcp", "daemonSocketPath": str(tmp_path / "none.sock")}}
+    reply = call_plugin("ADD", conf, netns=f"/run/netns/{netns}")
+    assert reply.out["code"] == 101 and "dhcp daemon -broadcast" in reply.out["details"], reply.stdout
+    assert links_in(netns) == ["lo"]
+
+
+def test_repeated_add_is_refused_before_asking_for_a_second_lease(make_dhcp_lan, netns):
+    lan = make_dhcp_lan("10.234")
+    conf = lan.conf()
+    first = add(lan, conf, netns, "again")
+    reply = call_plugin("ADD", conf, netns=f"/run/netns/{netns}", container_id="again")
+    assert reply.out["code"] == 104, reply.stdout
+    assert set(lan.held()) == {leased(first)}
+    assert addresses_in(netns) == {first["ips"][0]["address"]}
+    ok(call_plugin("DEL", conf, netns=f"/run/netns/{netns}", container_id="again"))
+    released_within(lan, 10)
+
+
+def test_podman_container_on_a_dhcp_network(podman, make_dhcp_lan):
+    lan = make_dhcp_lan("10.235")
+    name = podman.network(unique("dhcp"), lan.master, "", Path("/nonexistent"), tuning=False,
+                          ipam={"type": "dhcp", "daemonSocketPath": lan.socket})
+    container = podman.start(name)
+    address = ipv4(eth(container, "eth0"))
+    assert address in lan.held()
+    sandbox = container["NetworkSettings"]["SandboxKey"]
+    assert subprocess.run(["nsenter", f"--net={sandbox}", "ping", "-c", "1", "-W", "3", lan.server],
+                          capture_output=True).returncode == 0
+    podman("rm", "-f", "-t", "0", container["Name"])
+    released_within(lan, 20)
