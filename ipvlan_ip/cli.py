@@ -39,6 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cni-path", default="/opt/cni/bin:/usr/lib/cni", help="where the plugins are (CNI_PATH)")
     run.add_argument("--cache-dir", default="/var/lib/cni/results", help="where ADD results are kept")
     run.add_argument("--args", default="", help="CNI_ARGS, K=V;K=V")
+    show = sub.add_parser("show", help="every master, its ipvlan links in every netns, and what is wrong "
+                                       "(read-only)")
+    form = show.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="the document schemas/show.schema.json describes")
+    form.add_argument("--dot", action="store_true", help="a Graphviz graph (dot -Tsvg)")
+    show.add_argument("--master", help="only this master and its links")
+    show.add_argument("--ipam-dir", action="append", default=[], metavar="DIR",
+                      help="a host-local dataDir besides /var/lib/cni/networks and those the configs name "
+                           "(repeatable)")
+    show.add_argument("--cni-conf-dir", action="append", metavar="DIR",
+                      help="where network configs are (repeatable; default /etc/cni/net.d)")
+    show.add_argument("--cache-dir", default="/var/lib/cni/results", help="the runtimes' CNI result cache")
     inst = sub.add_parser("install", help="put a launcher for this installation, or with --standalone the "
                                           "whole plugin as one file, into the CNI bin dir")
     inst.add_argument("--cni-bin-dir", default="/opt/cni/bin")
@@ -69,6 +81,8 @@ def main(argv: list[str]) -> int:
         return _install(args)
     if args.subcommand == "conflist":
         return _conflist(args)
+    if args.subcommand == "show":
+        return _show(args)
     parser.print_help(sys.stderr)
     return 2
 
@@ -109,6 +123,21 @@ def _install(args) -> int:
         return _fail(str(e), 1)
     except OSError as e:
         return _fail(f"cannot write the launcher: {e}", 1)
+    return 0
+
+
+def _show(args) -> int:
+    from . import inventory, show
+    from .errors import CniError
+    from .runner import Runner
+    try:
+        doc = inventory.collect(Runner(), args.ipam_dir, args.cni_conf_dir or inventory.DEFAULT_CONF_DIRS,
+                                args.cache_dir)
+    except CniError as e:
+        return _fail(e.details, 1)
+    if args.master:
+        doc = show.only_master(doc, args.master)
+    sys.stdout.write(show.as_json(doc) if args.json else show.as_dot(doc) if args.dot else show.as_text(doc))
     return 0
 
 

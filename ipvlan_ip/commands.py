@@ -264,3 +264,10 @@ def inspect_container(netns: Netns, ifname: str) -> Command:
     return Command(f"read {ifname}, its addresses and the routes in {netns.path}",
                    ip(netns, "-j", "-d", "-batch", "-"),
                    (batch_line("address", "show", "dev", ifname), batch_line("route", "show", "table", "all")))
+
+
+def list_addresses(netns: Netns | None) -> Command:
+    """`ipvlan-ip show`'s one read of a netns: every link, with its details
+    (kind, mode, master's index and netnsid) and addresses."""
+    return Command(f"read every link and address in {netns.path if netns else 'the host netns'}",
+                   ip(netns, "-j", "-d", "address", "show"))
