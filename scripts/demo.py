@@ -54,7 +54,7 @@ def cni(command: str, conf: dict, container: str) -> dict | None:
     return json.loads(done.stdout) if done.stdout.strip() else None
 
 
-def demo(workdir: str) -> None:
+def demo(workdir: str, dot_file: str = "") -> None:
     conf = {"cniVersion": "1.0.0", "name": "demo", "type": "ipvlan-ip", "master": MASTER, "mode": "l2",
             "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "gateway": "10.99.0.1",
                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": f"{workdir}/ipam"}}
@@ -76,6 +76,18 @@ def demo(workdir: str) -> None:
     banner("what the kernel now has in demo-a")
     show("-n", "demo-a", "-d", "address", "show", "dev", "eth0")
     show("-n", "demo-a", "route")
+
+    banner("ipvlan-ip show: the master, its links in every netns, and anything wrong")
+    print(f"$ ipvlan-ip show --ipam-dir {workdir}/ipam", flush=True)
+    tree = subprocess.run([plugin_launcher(), "show", "--ipam-dir", f"{workdir}/ipam"], capture_output=True, text=True)
+    print(tree.stdout + tree.stderr, end="", flush=True)
+    if tree.returncode:
+        raise SystemExit("demo: ipvlan-ip show failed")
+    if dot_file:
+        graph = subprocess.run([plugin_launcher(), "show", "--dot", "--ipam-dir", f"{workdir}/ipam"],
+                               capture_output=True, text=True, check=True)
+        Path(dot_file).write_text(graph.stdout)
+        print(f"(the same as a Graphviz graph: {dot_file})")
 
     banner("demo-a pings demo-b over ipvlan")
     b_address = results["demo-b"]["ips"][0]["address"].split("/")[0]
@@ -102,12 +114,16 @@ def cleanup() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] != ["--here"] and not host_has_ipvlan():
+    here = "--here" in argv
+    # --dot FILE: also write `ipvlan-ip show --dot` there (in the VM, only .vm/ is writable; docs/show-demo.svg
+    # is `dot -Tsvg` of it)
+    dot_file = argv[argv.index("--dot") + 1] if "--dot" in argv else ""
+    if not here and not host_has_ipvlan():
         print("demo: this kernel has no ipvlan; running the demo in a qemu VM (about a minute)", flush=True)
-        return run_in_vm([".venv/bin/python", "scripts/demo.py", "--here"])
+        return run_in_vm([".venv/bin/python", "scripts/demo.py", "--here", *argv])
     with tempfile.TemporaryDirectory(prefix="ipvlan-ip-demo-") as workdir:
         try:
-            demo(workdir)
+            demo(workdir, dot_file)
         finally:
             banner("clean up")
             cleanup()
