@@ -150,10 +150,33 @@ def kernel_part(cycles: int, links: int) -> dict:
                              for n in range(links - 1))
             subprocess.run(["ip", "-batch", "-"], input=others.encode(), check=True, capture_output=True)
             out["add_with_links"][links] = add_median()
+            out["show"] = show_part([1, links])
         finally:
             for ns in netns.values():
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             subprocess.run(["ip", "link", "del", master], capture_output=True)   # takes its slaves along
+    return out
+
+
+def show_part(containers: list[int], runs: int = 3) -> dict:
+    """`ipvlan-ip show --json` with N containers, each a named netns holding an
+    ipvlan link on one master: its median time per N, which must grow no
+    faster than the number of netns (one `ip` per netns)."""
+    out = {}
+    for count in containers:
+        master, tag = f"bs{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+        spaces = [f"bshow-{tag}-{n}" for n in range(count)]
+        sh("ip", "link", "add", master, "type", "veth", "peer", "name", master + "p")
+        sh("ip", "link", "set", master, "up")
+        try:
+            batch = "".join(f"netns add {ns}\n" for ns in spaces) + "".join(
+                f"link add link {master} name s{n} netns {ns} type ipvlan mode l2\n" for n, ns in enumerate(spaces))
+            subprocess.run(["ip", "-batch", "-"], input=batch.encode(), check=True, capture_output=True)
+            out[count] = statistics.median(timed([OURS, "show", "--json"]) for _ in range(runs))
+        finally:
+            for ns in spaces:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", master], capture_output=True)
     return out
 
 
@@ -227,6 +250,14 @@ def report(kernel: dict, startup: dict | None, imports: list | None, where: str)
         print("\nADD with links already on the master (median)")
     for count, per in kernel["add_with_links"].items():
         print(f"{count:>4} links  " + "   ".join(f"{name} {ms(t)}" for name, t in per.items()))
+    if kernel.get("show"):
+        cycle_go = go["ADD"] + go["DEL"]
+        print("\nipvlan-ip show --json with N containers (each a netns with an ipvlan link; median of 3)")
+        for count, t in kernel["show"].items():
+            print(f"{count:>4} containers {ms(t)}   {t / cycle_go:6.2f}× a Go ADD+DEL cycle")
+        (small, t1), (large, tn) = sorted(kernel["show"].items(), key=lambda kv: int(kv[0]))
+        print(f"growth {tn / t1:.1f}× for {int(large) / int(small):.0f}× the containers "
+              f"({(tn - t1) / (int(large) - int(small)) * 1000:.1f} ms per added netns)")
     if startup:
         print("\nstart-up, natively on this host (median whole process)")
         for name, t in startup.items():
