@@ -74,9 +74,8 @@ def build(read: list, reservations: dict[str, dict[str, str]], cache: dict[str, 
     reserved = _reservations(reservations)
     for ns in spaces:
         carried = {ip for link in ns["links"] for ip in _ips(link)}
-        ns["containerIds"] = sorted({*ns["containerIds"], *(r["containerId"] for r in reserved
-                                                             if r["address"] in carried and r["containerId"])})
-        ns["containerIds"] = sorted({*ns["containerIds"], *cached_ids.get(ns["path"], ())})
+        by_address = {r["containerId"] for r in reserved if r["address"] in carried and r["containerId"]}
+        ns["containerIds"] = sorted(by_address | cached_ids.get(ns["path"], set()))
         ns["label"] = _label(ns)
     everywhere = {ip for ns in spaces for link in ns["links"] for ip in _ips(link)}
     for r in reserved:

@@ -302,9 +302,14 @@ class Runner:
     def namespaces(self) -> list[SeenNetns]:
         """Every network namespace this host shows: our own (the host's), the
         named ones (/run/netns) and those of running processes, each once
-        (by inode). A process's netns is entered through /proc/PID/ns/net."""
+        (by inode). A process's netns is entered through /proc/PID/ns/net.
+        The host's is given as init's, a path that means the same to the
+        reader as to us, and without its pids: that is nearly every process."""
         found: dict[int, SeenNetns] = {}
         own = _netns_inode("/proc/self/ns/net")
+        with contextlib.suppress(OSError):
+            if _netns_inode("/proc/1/ns/net") == own:
+                found[own] = SeenNetns(own, "/proc/1/ns/net", "", [], True)
 
         def seen(inode: int, path: str) -> SeenNetns:
             if inode not in found:
@@ -324,7 +329,8 @@ class Runner:
                 with open(f"/proc/{pid}/comm") as f:
                     comm = f.read().strip()
                 entry = seen(inode, f"/proc/{pid}/ns/net")
-                entry.pids.append((pid, comm))
+                if not entry.host:
+                    entry.pids.append((pid, comm))
         return list(found.values())
 
     def nsid(self, inside: str, of: str) -> int | None:

@@ -13,3 +13,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if KERNEL_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.kernel)
+    # The long tests first: xdist hands tests out in this order, one to each worker in turn and
+    # then to whichever is free, so the two workers share the long ones and end with short ones.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

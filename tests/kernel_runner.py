@@ -23,9 +23,9 @@ JUNIT = VM_DIR / "kernel.xml"
 
 
 def pytest_argv(where: str, extra: list[str]) -> list[str]:
-    # In the VM each plugin call costs seconds of emulated CPU: use both CPUs,
-    # and let an idle worker take tests queued for the other (a few take minutes).
-    parallel = ["-n", "2", "--dist", "worksteal"] if where == "vm" else []
+    # In the VM each plugin call costs seconds of emulated CPU: use both CPUs. "load"
+    # hands the long tests (sorted first) out in turn, then the rest to whichever worker is free.
+    parallel = ["-n", "2", "--dist", "load"] if where == "vm" else []
     return [".venv/bin/python", "-m", "pytest", "-m", "kernel", "-p", "no:cacheprovider", *parallel,
             f"--junitxml={JUNIT}", *extra]
 

@@ -137,4 +137,4 @@ def podman(tmp_path_factory, worker_id):
             (pm.root / "ready").touch()
     yield pm
     if pm.started:     # what a failed test left running
-        pm("rm", "--ignore", "-f", "-t", "0", *pm.started, check=False)
+        pm.remove(*pm.started, check=False)

@@ -57,6 +57,16 @@ class Podman:
             assert done.returncode == 0, f"podman {' '.join(args)}: {done.stderr}"
         return done
 
+    def remove(self, *names: str, check: bool = True) -> None:
+        """podman rm -f, a container a call: given several, podman 4.3 removes them
+        in parallel, which can fail with EBUSY on userdata/shm (containers/podman#10454).
+        The network is torn down before that step, so one more try finishes the job."""
+        for name in names:
+            done = self("rm", "--ignore", "-f", "-t", "0", name, check=False)
+            if done.returncode != 0 and "device or resource busy" in done.stderr:
+                done = self("rm", "--ignore", "-f", "-t", "0", name, check=False)
+            assert not check or done.returncode == 0, f"podman rm {name}: {done.stderr}"
+
     def network(self, name: str, master: str, subnet: str, ipam_dir: Path, tuning: bool,
                 plugin: str = "ipvlan-ip", **settings) -> str:
         """The documented conflist as network `name` on `master`, through the

@@ -217,6 +217,7 @@ def test_check_gc_and_rollback_keep_the_host_side_right(make_lan, make_netns, ip
     assert reservations(ipam_dir) == []
 
 
+@pytest.mark.long
 def test_32_adds_at_once_make_one_host_link(make_lan, make_netns, ipam_dir):
     lan = make_lan("10.102")
     conf = conf_for(lan, ipam_dir, "l2")
@@ -242,5 +243,5 @@ def test_a_podman_container_with_host_access_answers_the_host(podman, make_lan, 
     address = ipv4(eth(container, "eth0"))
     assert address in host_routes(lan.master)
     assert tcp_client(None, address, 8080) == "hello"
-    podman("rm", "-f", "-t", "0", container["Id"])
+    podman.remove(container["Id"])
     assert host_routes(lan.master) == []

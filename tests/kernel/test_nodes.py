@@ -75,6 +75,7 @@ def node(request, tmp_path):
         root.leave()
 
 
+@pytest.mark.long
 def test_the_kernel_tests_pass_on_the_node(node):
     name, plugin, root = node
     chosen = BOOKWORM if name == "bookworm" else CHOSEN

@@ -46,7 +46,7 @@ def test_podman_containers_on_an_ipvlan_network(podman, make_master, tmp_path):
     ping = podman("exec", a["Id"], "ping", "-c", "1", "-W", "5", addr_b, check=False)
     assert ping.returncode == 0, ping.stdout + ping.stderr
 
-    podman("rm", "-f", "-t", "0", a["Id"], b["Id"])
+    podman.remove(a["Id"], b["Id"])
     assert reservations(ipam_dir) == []
     for container in (a, b):
         assert not Path(container["NetworkSettings"]["SandboxKey"]).exists()
@@ -66,5 +66,5 @@ def test_podman_container_on_two_ipvlan_networks(podman, make_master, tmp_path):
         assert inside[ifname] == f"{ipv4(link)}/24"
     assert ipv4(eth(c, "eth0")).startswith("10.82.") and ipv4(eth(c, "eth1")).startswith("10.83.")
 
-    podman("rm", "-f", "-t", "0", c["Id"])
+    podman.remove(c["Id"])
     assert reservations(tmp_path / "ipam-b") == reservations(tmp_path / "ipam-c") == []

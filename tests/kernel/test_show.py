@@ -120,10 +120,12 @@ def test_text_json_and_dot_show_every_link_and_problem(world, tmp_path):
 
 
 def test_one_ip_process_per_netns_at_most(world, tmp_path):
-    trace = tmp_path / "trace"
-    done = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), PLUGIN, "show", "--json"],
-                          capture_output=True, check=True, timeout=300, text=True)
-    execs = re.findall(r'execve\("([^"]+)".* = 0$', trace.read_text(), re.M)     # not PATH's misses
+    # A file per thread (-ff): show's reader threads exec at once, and strace would split the
+    # lines of concurrent calls into "<unfinished ...>" and "<... execve resumed>" in one file.
+    done = subprocess.run(["strace", "-ff", "-qq", "-e", "trace=execve", "-o", str(tmp_path / "trace"),
+                           PLUGIN, "show", "--json"], capture_output=True, check=True, timeout=300, text=True)
+    traces = "".join(t.read_text() for t in tmp_path.glob("trace.*"))
+    execs = re.findall(r'execve\("([^"]+)".* = 0$', traces, re.M)     # not PATH's misses
     ips = [e for e in execs if e.endswith("/ip")]
     spaces = len(json.loads(done.stdout)["namespaces"])
     assert 4 < len(ips) <= spaces, execs

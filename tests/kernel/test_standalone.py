@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from ..conftest import SYSTEM_PATH
 from .conftest import reservations
 from .node_roots import ROOTS
@@ -31,6 +33,7 @@ def install_standalone(bin_dir: Path) -> Path:
     return bin_dir / "ipvlan-ip"
 
 
+@pytest.mark.long
 def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd(podman, make_master, tmp_path):
     # Build: the context holds the standalone file and the installer script.
     context = tmp_path / "context"
@@ -61,7 +64,7 @@ def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd
             time.sleep(0.5)
         assert "install-cni: installed" in podman("logs", "installer").stdout
     finally:
-        podman("rm", "-f", "-t", "0", "installer")
+        podman.remove("installer")
     assert copied.read_bytes() == install_standalone(tmp_path / "fresh").read_bytes()
     assert os.access(copied, os.X_OK) and ".venv" not in podman.env["PATH"]
 
@@ -72,7 +75,7 @@ def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd
     assert eth(a, "eth0")["linkinfo"]["info_kind"] == eth(b, "eth0")["linkinfo"]["info_kind"] == "ipvlan"
     ping = podman("exec", a["Id"], "ping", "-c", "1", "-W", "5", ipv4(eth(b, "eth0")), check=False)
     assert ping.returncode == 0, ping.stdout + ping.stderr
-    podman("rm", "-f", "-t", "0", a["Id"], b["Id"])
+    podman.remove(a["Id"], b["Id"])
     assert reservations(ipam_dir) == []
     assert not any(Path(c["NetworkSettings"]["SandboxKey"]).exists() for c in (a, b))
 

@@ -121,8 +121,14 @@ class FakeRunner:
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)
 
-    def exclusive(self, netns_path):
+    def exclusive(self, path, create=False, shared=False):
         return contextlib.nullcontext()
+
+    def listening(self, path: str) -> bool:
+        return True      # a dhcp daemon is up
+
+    def link_up(self, step) -> None:
+        self.calls.append(f"up {step.name}")
 
     def run_plugin(self, path, env, stdin):
         self.calls.append(path)
