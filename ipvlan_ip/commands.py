@@ -188,13 +188,16 @@ def ready_for_dhcp(spec: LinkSpec, target: Netns) -> list[SysctlWrite | Rename |
             LinkUp(f"bring {spec.ifname} up, for the dhcp daemon to send through it", target, spec.ifname)]
 
 
-def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra: tuple[str, ...] = ()) -> Command:
+def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra: tuple[str, ...] = (),
+                   is_up: bool = False) -> Command:
     """Address, bring up, route, read back the renamed link: one `ip` process.
 
     -force keeps the batch going past a route that already exists (another
     network of the same container may have set the default route first: the
-    first one wins, as upstream); the runner decides which failures matter."""
-    lines = []
+    first one wins, as upstream); the runner decides which failures matter.
+    A link that `is_up` already (dhcp's) is taken down first: arp_notify
+    announces the addresses a link has when it comes up, and it had none."""
+    lines = [batch_line("link", "set", "dev", spec.ifname, "down")] if is_up else []
     for ipc in addressing.ips:
         # nodad: the IPAM plugin already made the address unique, and a
         # tentative address would not be usable when ADD returns.

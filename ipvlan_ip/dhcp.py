@@ -15,7 +15,10 @@ things make that work with ipvlan, whose links all carry the master's MAC:
 - clients that share a MAC must not ask at the same time: their DISCOVERs
   then carry the same transaction ID, every one of them takes the first ACK,
   and all but one end with an address already in use. ADD holds a lock per
-  master around the acquisition (operations.py).
+  master around the acquisition (operations.py). The daemon renews leases
+  on its own, outside that lock: an acquisition that meets another client's
+  renewal can take that client's ACK. The kernel then refuses the address
+  (another slave has it), and ADD fails with "try again later".
 
 This module says where the daemon listens, names the lock, and turns the
 daemon's failures into what to do about them.
@@ -28,6 +31,7 @@ from .errors import IPAM_FAILURE, TRY_AGAIN_LATER, CniError
 from .host_access import LOCKS
 
 DEFAULT_SOCKET = "/run/cni/dhcp.sock"
+TAKEN = ("Address already assigned to an ipvlan device", "Address already in use")
 START = ("start it first: `/usr/lib/cni/dhcp daemon -broadcast` (the dhcp file of your CNI bin dir), or "
          "Debian's cni-dhcp.socket and cni-dhcp.service with -broadcast added to its ExecStart (see README.md, "
          "\"Addresses from your LAN's DHCP server\")")
@@ -56,3 +60,13 @@ def explain(error: CniError, path: str) -> CniError:
                         "`-broadcast` (`dhcp daemon -broadcast`)? Else check that a DHCP server answers "
                         "on the master's network", error.msg)
     return error
+
+
+def explain_taken(error: CniError) -> CniError:
+    """A lease for an address another link on the master has: another client's ACK.
+    The kernel says so (extack), or, without the message, EADDRINUSE."""
+    if not any(text in error.details for text in TAKEN):
+        return error
+    return CniError(TRY_AGAIN_LATER, f"{error.details}: the DHCP answer was for another container's address. "
+                    "Clients on one master share its MAC, and this request met another client's exchange (a "
+                    "renewal, which the daemon runs on its own); nothing was kept, try again", error.msg)

@@ -45,7 +45,12 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
             _create(run, conf, env, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
         on_link, toward_host = _route_host(run, conf, env, addressing, made) if conf.host_access else ((), ())
-        mac = _configure(run, spec, target, addressing, made, toward_host)
+        try:
+            mac = _configure(run, spec, target, addressing, made, toward_host)
+        except CniError as e:
+            if conf.dhcp:
+                raise dhcp.explain_taken(e) from e
+            raise
     except BaseException:
         _undo(run, conf, env, target, made)
         raise
@@ -226,9 +231,10 @@ def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made:
                extra: tuple[str, ...]) -> str:
     """Announce and rename the link (unless done before IPAM), address,
     bring up and route it; its MAC as the kernel reads it back."""
-    if made.link != spec.ifname:
+    named_before = made.link == spec.ifname      # and up: dhcp's
+    if not named_before:
         _name(run, commands.name_link(spec, target, addressing), made)
-    configure = commands.configure_link(target, spec, addressing, extra)
+    configure = commands.configure_link(target, spec, addressing, extra, is_up=named_before)
     try:
         docs, failures = run.run_batch(configure)
     except CommandFailed as e:

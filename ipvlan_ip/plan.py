@@ -77,7 +77,7 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
             toward_host = host_access.toward_host(ifname, ips, host_ips, mac)[1]
         if conf.dhcp:      # already named and up
-            step(commands.configure_link(target, spec, addressing, toward_host))
+            step(commands.configure_link(target, spec, addressing, toward_host, is_up=True))
         else:
             for s in commands.after_addressing(spec, target, addressing, toward_host):
                 step(s)

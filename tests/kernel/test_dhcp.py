@@ -3,6 +3,8 @@ DHCP in a netns on the master's veth peer (the LAN), and Debian's CNI dhcp
 daemon runs the clients. Each test has a daemon of its own, on a socket of
 its own (the config's daemonSocketPath), and a LAN of its own (`net`)."""
 
+import json
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +13,7 @@ from typing import NamedTuple
 
 import pytest
 
-from .conftest import GO_PLUGINS, call_plugin, ip, unique
+from .conftest import GO_PLUGINS, TEST_PLUGINS, call_plugin, ip, ipj, unique
 from .runtimes import eth, ipv4
 from .test_faults import failing_ip
 from .test_host_access import pings
@@ -26,6 +28,7 @@ class DhcpLan(NamedTuple):
     net: str
     leases: Path        # dnsmasq's lease file
     socket: str         # the dhcp daemon's
+    daemon_log: Path
 
     @property
     def server(self) -> str:
@@ -39,6 +42,16 @@ class DhcpLan(NamedTuple):
         """dnsmasq's leases: address -> client identifier."""
         lines = self.leases.read_text().splitlines() if self.leases.exists() else []
         return {f[2]: f[4] for f in (line.split() for line in lines) if len(f) >= 5}
+
+    def renewed(self, container_id: str) -> bool:
+        """Whether the daemon has renewed this container's lease (its log: `DATE TIME ID/NET/IF: lease renewed`)."""
+        text = self.daemon_log.read_text() if self.daemon_log.exists() else ""
+        return any(f" {container_id}/" in line and "lease renewed" in line for line in text.splitlines())
+
+    def neighbour(self, address: str) -> dict:
+        """The LAN side's neighbour entry for `address` ({} if none)."""
+        found = ipj("neigh", "show", address, "dev", self.master + "p", ns=self.ns)
+        return found[0] if found else {}
 
 
 def start(argv: list[str], log: Path) -> subprocess.Popen:
@@ -64,25 +77,31 @@ def wait_for(path: Path, seconds: float = 30) -> None:
 
 @pytest.fixture
 def make_dhcp_lan(make_netns, make_master, tmp_path):
-    """make_dhcp_lan(net, broadcast=True): a master, dnsmasq on its far side
-    serving {net}.0.100-150, and a dhcp daemon (with -broadcast or without)."""
+    """make_dhcp_lan(net, broadcast=True, renew_after=None): a master, dnsmasq
+    on its far side serving {net}.0.100-150 (leases of an hour, renewed after
+    `renew_after` seconds if given), and a dhcp daemon (with -broadcast or without)."""
     procs: list[subprocess.Popen] = []
 
-    def make(net: str, broadcast: bool = True) -> DhcpLan:
+    def make(net: str, broadcast: bool = True, renew_after: int | None = None) -> DhcpLan:
         master, lan_ns = make_master(), make_netns()
         ip("link", "set", master + "p", "netns", lan_ns)
         ip("address", "add", f"{net}.0.1/24", "dev", master + "p", ns=lan_ns)
+        # The LAN side learns addresses from gratuitous ARP even where it has no entry yet.
+        ip("netns", "exec", lan_ns, "sysctl", "-qw", f"net/ipv4/conf/{master}p/arp_accept=1")
         ip("link", "set", master + "p", "up", ns=lan_ns)
         leases, socket = tmp_path / "dnsmasq.leases", tmp_path / "dhcp.sock"
         procs.append(start(["ip", "netns", "exec", lan_ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
                             "--port=0", "--user=root", "--bind-interfaces", f"--interface={master}p",
                             f"--dhcp-range={net}.0.100,{net}.0.150,255.255.255.0,1h",
                             f"--dhcp-option=option:router,{net}.0.1", f"--dhcp-leasefile={leases}",
-                            "--dhcp-authoritative", "--log-dhcp", "--log-facility=-"], tmp_path / "dnsmasq.log"))
+                            "--dhcp-authoritative", "--log-dhcp", "--log-facility=-",
+                            *([f"--dhcp-option=option:T1,{renew_after}", f"--dhcp-option=option:T2,{renew_after * 2}"]
+                              if renew_after else [])], tmp_path / "dnsmasq.log"))
+        daemon_log = tmp_path / "dhcp-daemon.log"
         procs.append(start([DHCP, "daemon", *(["-broadcast"] if broadcast else []), "-socketpath", str(socket)],
-                           tmp_path / "dhcp-daemon.log"))
+                           daemon_log))
         wait_for(socket)
-        return DhcpLan(master, lan_ns, net, leases, str(socket))
+        return DhcpLan(master, lan_ns, net, leases, str(socket), daemon_log)
     yield make
     stop(procs)
 
@@ -102,6 +121,11 @@ def test_two_containers_get_distinct_leases_and_reach_each_other_and_the_lan(mak
     a, b = add(lan, conf, first, "dhcp-a"), add(lan, conf, second, "dhcp-b")
     addr_a, addr_b = leased(a), leased(b)
     assert addr_a != addr_b
+    # Before any ping: the LAN knows each address, with the master's MAC, from ADD's gratuitous ARP.
+    mac = ipj("link", "show", "dev", lan.master)[0]["address"]
+    for address in (addr_a, addr_b):
+        entry = lan.neighbour(address)
+        assert entry.get("lladdr") == mac and "FAILED" not in entry.get("state", []), entry
     for result, ns in ((a, first), (b, second)):
         address = leased(result)
         assert address.startswith(f"{lan.net}.0.") and 100 <= int(address.rsplit(".", 1)[1]) <= 150
@@ -155,6 +179,24 @@ def test_eight_at_once_on_one_master_each_get_a_lease(make_dhcp_lan, make_netns)
     released_within(lan, 20)
 
 
+def test_the_daemon_renews_the_lease_and_the_container_keeps_its_address(make_dhcp_lan, netns):
+    """ADD takes the link down and up around the lease's address (to announce
+    it): the daemon's renewals, which come later, go through all the same."""
+    lan = make_dhcp_lan("10.237", renew_after=5)
+    conf = lan.conf()
+    result = add(lan, conf, netns, "renew")
+    held = lan.held()
+    deadline = time.monotonic() + 60
+    while not lan.renewed("renew"):
+        assert time.monotonic() < deadline, "no renewal within 60 s:\n" + lan.daemon_log.read_text()
+        time.sleep(0.5)
+    assert lan.held() == held and addresses_in(netns) == {result["ips"][0]["address"]}
+    assert pings(lan.server, netns)
+    ok(call_plugin("CHECK", {**conf, "prevResult": result}, netns=f"/run/netns/{netns}", container_id="renew"))
+    ok(call_plugin("DEL", conf, netns=f"/run/netns/{netns}", container_id="renew"))
+    released_within(lan, 10)
+
+
 def test_without_broadcast_add_fails_in_time_naming_broadcast_and_leaves_nothing(make_dhcp_lan, netns):
     lan = make_dhcp_lan("10.233", broadcast=False)
     conf = lan.conf(timeout=15)
@@ -177,6 +219,32 @@ def test_add_failing_after_the_lease_releases_it_before_removing_the_link(make_d
     assert reply.out["code"] == 100 and "failed to configure eth0" in reply.out["details"], reply.stdout
     assert links_in(netns) == ["lo"]
     released_within(lan, 10)
+
+
+def test_an_answer_meant_for_another_container_asks_to_try_again_and_leaves_nothing(master, make_netns, tmp_path):
+    """Seen with renewals every 8 s: an acquisition that meets another client's
+    renewal takes that client's ACK (same MAC, same transaction ID). A stand-in
+    `dhcp` answers so at will; a daemon socket is there for ADD's check."""
+    first, second = make_netns(), make_netns()
+    ok(call_plugin("ADD", {"cniVersion": "1.0.0", "name": "taken", "type": "ipvlan-ip", "master": master,
+                           "ipam": {"type": "static", "addresses": [{"address": "10.238.0.5/24"}]}},
+                   netns=f"/run/netns/{first}", container_id="holder"))
+    bin_dir, record = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (bin_dir / "dhcp").symlink_to(Path(TEST_PLUGINS) / "test-ipam")
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(tmp_path / "dhcp.sock"))
+    daemon.listen()
+    conf = {"cniVersion": "1.0.0", "name": "taken", "type": "ipvlan-ip", "master": master,
+            "ipam": {"type": "dhcp", "daemonSocketPath": str(tmp_path / "dhcp.sock"), "record": str(record),
+                     "result": {"cniVersion": "1.0.0", "ips": [{"address": "10.238.0.5/24"}]}}}
+    reply = call_plugin("ADD", conf, netns=f"/run/netns/{second}", container_id="late",
+                        env={"CNI_PATH": f"{bin_dir}:{GO_PLUGINS}"})
+    daemon.close()
+    assert reply.out["code"] == 11 and "another container's address" in reply.out["details"], reply.stdout
+    assert links_in(second) == ["lo"]
+    assert [json.loads(line)["command"] for line in record.read_text().splitlines()] == ["ADD", "DEL"]
+    assert addresses_in(first) == {"10.238.0.5/24"}     # the holder keeps it
 
 
 def test_missing_daemon_says_how_to_start_it_and_leaves_nothing(master, netns, tmp_path):

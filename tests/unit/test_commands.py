@@ -55,6 +55,17 @@ def test_configure_batch_addresses_brings_up_routes_and_reads_back():
     )
 
 
+def test_a_link_that_is_up_already_goes_down_first_so_that_coming_up_announces_its_addresses():
+    addressing = Addressing(ips=({"address": "10.1.2.3/24", "gateway": "10.1.2.1"},), routes=())
+    cmd = commands.configure_link(NAMED, SPEC, addressing, is_up=True)
+    assert cmd.batch == (
+        "link set dev net1 down",
+        "address add 10.1.2.3/24 dev net1",
+        "link set dev net1 up",
+        "link show dev net1",
+    )
+
+
 def test_route_without_gateway_and_without_ip_gateway_stays_on_link():
     addressing = Addressing(ips=({"address": "10.1.2.3/24"},), routes=({"dst": "10.9.0.0/16", "scope": 253},))
     assert commands.route_plan(addressing) == [{"dst": "10.9.0.0/16", "scope": 253}]
