@@ -13,6 +13,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if KERNEL_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.kernel)
-    # The long tests first: xdist hands tests out in this order, one to each worker in turn and
-    # then to whichever is free, so the two workers share the long ones and end with short ones.
+    # The long tests first, so that no worker ends on one while the other has nothing left to take
+    # (tests/kernel_runner.py).
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
