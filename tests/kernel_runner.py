@@ -20,13 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from vm import REPO, VM_DIR, host_has_ipvlan, run_in_vm  # noqa: E402
 
 JUNIT = VM_DIR / "kernel.xml"
+VM_WORKERS = 2      # the VM's CPUs; tests/conftest.py makes as many groups of long tests
 
 
 def pytest_argv(where: str, extra: list[str]) -> list[str]:
-    # In the VM each plugin call costs seconds of emulated CPU: use both CPUs. worksteal gives
-    # each worker half of the tests, in order; the long ones (sorted first, about 40% of the
-    # time) so fall to one worker, and the other takes over its short ones as it runs out.
-    parallel = ["-n", "2", "--dist", "worksteal"] if where == "vm" else []
+    # In the VM each plugin call costs seconds of emulated CPU: use both CPUs. The long tests
+    # come in two groups of about equal length (tests/conftest.py), one to each worker; the
+    # others go one at a time to whichever worker is free.
+    parallel = ["-n", str(VM_WORKERS), "--dist", "loadgroup"] if where == "vm" else []
     return [".venv/bin/python", "-m", "pytest", "-m", "kernel", "-p", "no:cacheprovider", *parallel,
             f"--junitxml={JUNIT}", *extra]
 

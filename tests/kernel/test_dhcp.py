@@ -155,7 +155,7 @@ def released_within(lan: DhcpLan, seconds: float) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.long
+@pytest.mark.long(40)
 def test_eight_at_once_on_one_master_each_get_a_lease(make_dhcp_lan, make_netns):
     """Clients sharing a MAC take turns (the master's lock): asking together,
     each would take the first ACK, and seven would end in a conflict."""

@@ -91,13 +91,13 @@ def stress(*args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.long
+@pytest.mark.long(55)
 def test_32_containers_at_once_on_one_master():
     # stress.py asserts per round: every call succeeded, distinct addresses and
     # temporary names, no link, reservation, file or process left.
     assert "1 cycles of 32 ADD + 32 DEL" in stress("--cycles", "1", "--parallel", "32")
 
 
-@pytest.mark.long
+@pytest.mark.long(75)
 def test_soak_of_30_cycles_on_one_master():
     assert "30 cycles of 1 ADD + 1 DEL" in stress("--cycles", "30")

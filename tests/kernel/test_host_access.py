@@ -217,7 +217,7 @@ def test_check_gc_and_rollback_keep_the_host_side_right(make_lan, make_netns, ip
     assert reservations(ipam_dir) == []
 
 
-@pytest.mark.long
+@pytest.mark.long(60)
 def test_32_adds_at_once_make_one_host_link(make_lan, make_netns, ipam_dir):
     lan = make_lan("10.102")
     conf = conf_for(lan, ipam_dir, "l2")

@@ -62,7 +62,10 @@ COUNTS = {"bookworm": 5, "bullseye": 30, "trixie": 30}
 EXPECTED = {"bullseye": ("Python 3.9.", "iproute2-5.9"), "trixie": ("Python 3.13.", "iproute2-6.")}
 
 
-@pytest.fixture(params=["bookworm", "bullseye", "trixie"])
+# Seconds each takes in the test VM, about (tests/conftest.py shares the long tests out by it).
+@pytest.fixture(params=[pytest.param("bookworm", marks=pytest.mark.long(50)),
+                        pytest.param("bullseye", marks=pytest.mark.long(250)),
+                        pytest.param("trixie", marks=pytest.mark.long(245))])
 def node(request, tmp_path):
     """(name, plugin as a test calls it, how to run a command on that node)."""
     if request.param == "bookworm":
@@ -75,7 +78,6 @@ def node(request, tmp_path):
         root.leave()
 
 
-@pytest.mark.long
 def test_the_kernel_tests_pass_on_the_node(node):
     name, plugin, root = node
     chosen = BOOKWORM if name == "bookworm" else CHOSEN

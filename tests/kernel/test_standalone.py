@@ -33,7 +33,7 @@ def install_standalone(bin_dir: Path) -> Path:
     return bin_dir / "ipvlan-ip"
 
 
-@pytest.mark.long
+@pytest.mark.long(75)
 def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd(podman, make_master, tmp_path):
     # Build: the context holds the standalone file and the installer script.
     context = tmp_path / "context"
