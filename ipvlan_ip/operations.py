@@ -31,8 +31,9 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         raise CniError(INTERFACE_EXISTS, f"interface {env.ifname!r} already exists in {env.netns}: an earlier "
                        "ADD of this container is still attached, or another plugin made it; nothing was changed")
     master_ns = target if conf.link_in_container else None
-    if conf.dhcp and not run.listening(dhcp.socket_path(conf.ipam)):
-        raise dhcp.daemon_missing(dhcp.socket_path(conf.ipam))
+    socket = dhcp.socket_path(conf.ipam) if conf.dhcp else ""
+    if socket and not run.listening(socket):
+        raise dhcp.daemon_missing(socket)
 
     made = Made()
     spec = _link_spec(conf, env, "")
@@ -40,17 +41,12 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         if not conf.master_from_ipam:
             # As upstream, the link comes before the addresses: an unusable master costs no allocation.
             _create(run, conf, env, master_name(conf, run, master_ns), target, made)
-        found = _lease(conf, env, run, spec, target, made) if conf.dhcp else _addresses(conf, env, run, made)
+        found = _lease(conf, env, run, spec, target, made, socket) if socket else _addresses(conf, env, run, made)
         if conf.master_from_ipam:
             _create(run, conf, env, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
         on_link, toward_host = _route_host(run, conf, env, addressing, made) if conf.host_access else ((), ())
-        try:
-            mac = _configure(run, spec, target, addressing, made, toward_host)
-        except CniError as e:
-            if conf.dhcp:
-                raise dhcp.explain_taken(e) from e
-            raise
+        mac = _configure(run, spec, target, addressing, made, toward_host, leased=conf.dhcp)
     except BaseException:
         _undo(run, conf, env, target, made)
         raise
@@ -196,11 +192,10 @@ def _addresses(conf: NetConf, env: CniEnv, run, made: Made) -> dict:
     raise CniError(INVALID_CONFIG, "no ipam section, and no prevResult with IPs to configure")
 
 
-def _lease(conf: NetConf, env: CniEnv, run, spec: LinkSpec, target: Netns, made: Made) -> dict:
+def _lease(conf: NetConf, env: CniEnv, run, spec: LinkSpec, target: Netns, made: Made, socket: str) -> dict:
     """dhcp: the link named and up first (the daemon sends through it), then
     the lease, asked for under the master's lock (dhcp.py says why)."""
     _name(run, commands.ready_for_dhcp(spec, target), made)
-    socket = dhcp.socket_path(conf.ipam)
     with run.exclusive(dhcp.lock_path(made.master_read["ifname"]), create=True):
         try:
             return _addresses(conf, env, run, made)
@@ -228,13 +223,13 @@ def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing,
 
 
 def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,
-               extra: tuple[str, ...]) -> str:
-    """Announce and rename the link (unless done before IPAM), address,
-    bring up and route it; its MAC as the kernel reads it back."""
-    named_before = made.link == spec.ifname      # and up: dhcp's
-    if not named_before:
+               extra: tuple[str, ...], leased: bool) -> str:
+    """Announce and rename the link (a `leased` one, dhcp's, is named and up
+    since before IPAM), address, bring up and route it; its MAC as the
+    kernel reads it back."""
+    if not leased:
         _name(run, commands.name_link(spec, target, addressing), made)
-    configure = commands.configure_link(target, spec, addressing, extra, is_up=named_before)
+    configure = commands.configure_link(target, spec, addressing, extra, is_up=leased)
     try:
         docs, failures = run.run_batch(configure)
     except CommandFailed as e:
@@ -242,7 +237,8 @@ def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made:
     serious = [f for f in failures if not (f.line.startswith("route add") and "File exists" in f.message)]
     if serious:
         first = serious[0]
-        raise CniError(LINK_FAILURE, f"failed to `{first.line}` in {target.path}: {first.message}")
+        error = CniError(LINK_FAILURE, f"failed to `{first.line}` in {target.path}: {first.message}")
+        raise dhcp.explain_taken(error) if leased else error
     return docs[-1][0]["address"]
 
 
