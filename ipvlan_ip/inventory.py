@@ -178,7 +178,7 @@ def _reservations(found: dict[str, dict[str, str]]) -> list[dict]:
 
 
 def _ips(link: dict) -> list[str]:
-    return [a["local"] for a in link.get("addr_info", []) if a.get("scope") != "link" and "local" in a]
+    return [address.split("/")[0] for address in _addresses(link)]
 
 
 def _addresses(link: dict) -> list[str]:

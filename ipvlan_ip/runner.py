@@ -52,7 +52,7 @@ class Interface(namedtuple("Interface", "driver mac")):
 class SeenNetns(namedtuple("SeenNetns", "inode path name pids host")):
     """A network namespace `ipvlan-ip show` found: `path` enters it, `name`
     is its /run/netns name ("" if none), `pids` the (pid, command) of the
-    processes in it, `host` whether it is our own."""
+    processes in it (none listed for the host's), `host` whether it is our own."""
     __slots__ = ()
 
 
@@ -305,17 +305,17 @@ class Runner:
         (by inode). A process's netns is entered through /proc/PID/ns/net.
         The host's is given as init's, a path that means the same to the
         reader as to us, and without its pids: that is nearly every process."""
-        found: dict[int, SeenNetns] = {}
         own = _netns_inode("/proc/self/ns/net")
-        with contextlib.suppress(OSError):
-            if _netns_inode("/proc/1/ns/net") == own:
-                found[own] = SeenNetns(own, "/proc/1/ns/net", "", [], True)
+        try:
+            init_shares_it = _netns_inode("/proc/1/ns/net") == own
+        except OSError:
+            init_shares_it = False
+        found = {own: SeenNetns(own, "/proc/1/ns/net" if init_shares_it else "/proc/self/ns/net", "", [], True)}
 
         def seen(inode: int, path: str) -> SeenNetns:
             if inode not in found:
-                found[inode] = SeenNetns(inode, path, "", [], inode == own)
+                found[inode] = SeenNetns(inode, path, "", [], False)
             return found[inode]
-        seen(own, "/proc/self/ns/net")
         for directory in NAMED_NETNS_DIRS[:1]:
             for name in sorted(_listdir(directory)):
                 path = f"{directory}/{name}"

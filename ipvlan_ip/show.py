@@ -83,7 +83,7 @@ def as_dot(doc: dict) -> str:
                                                      *master["addresses"]], master["problems"], "box"))
         for link in master["links"]:
             edges.append(f'{node} -> {_id("l", link)} [label="{link["mode"]}"];')
-    for link in [link for m in doc["masters"] for link in m["links"]] + doc["unresolved"]:
+    for link in _all_links(doc):
         node = _id("l", link)
         members[link["netns"]].append(_node(node, [link["name"], f"{link['mode']} {link['flag']}",
                                                    f"{link['state']}, mtu {link['mtu']}"], link["problems"],
@@ -111,6 +111,10 @@ def as_dot(doc: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _all_links(doc: dict) -> list[dict]:
+    return [link for m in doc["masters"] for link in m["links"]] + doc["unresolved"]
+
+
 def _id(prefix: str, link: dict) -> str:
     return f"{prefix}_{link['netns']}_{link['index']}"
 
@@ -128,7 +132,7 @@ def _target(doc: dict, problem: dict) -> str | None:
     for master in doc["masters"]:
         if (master["netns"], master["name"]) == (problem["netns"], problem["link"]):
             return _id("m", master)
-    for link in [link for m in doc["masters"] for link in m["links"]] + doc["unresolved"]:
+    for link in _all_links(doc):
         if (link["netns"], link["name"]) == (problem["netns"], problem["link"]):
             return _id("l", link)
     return None
