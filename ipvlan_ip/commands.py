@@ -261,12 +261,19 @@ def remove_attachment(netns: Netns, names: list[str]) -> Command:
 
 
 def inspect_container(netns: Netns, ifname: str) -> Command:
-    """One read of everything CHECK compares against prevResult. `address show -d`
-    carries the link details too; a `link show` before it in the same batch
-    would leave iproute2's filter state set so that no address is listed."""
-    return Command(f"read {ifname}, its addresses and the routes in {netns.path}",
+    """One read of everything CHECK compares against prevResult: the link
+    with its addresses, the IPv4 and the IPv6 routes of every table (apart,
+    since `ip -j` does not say a route's family, and a default route without
+    a gateway looks alike in both), and the link's neighbour entries.
+    `address show -d` carries the link details too; a `link show` before it
+    in the same batch would leave iproute2's filter state set so that no
+    address is listed."""
+    return Command(f"read {ifname}, its addresses, the routes and its neighbour entries in {netns.path}",
                    ip(netns, "-j", "-d", "-batch", "-"),
-                   (batch_line("address", "show", "dev", ifname), batch_line("route", "show", "table", "all")))
+                   (batch_line("address", "show", "dev", ifname),
+                    batch_line("route", "show", "table", "all", "root", "0.0.0.0/0"),
+                    batch_line("route", "show", "table", "all", "root", "::/0"),
+                    batch_line("neigh", "show", "dev", ifname)))
 
 
 def list_addresses(netns: Netns | None) -> Command:

@@ -5,7 +5,7 @@ import json
 from collections import namedtuple
 
 from . import results, validation
-from .environment import batch_problem
+from .environment import batch_problem, interface_name_problem
 from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .versions import SUPPORTED_VERSIONS, version_tuple
 
@@ -15,12 +15,14 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container host_access "
-                                    "ipam_type ipam dns prev_result debug log_file timeout stdin")):
+                                    "ipam_type ipam dns prev_result debug log_file timeout stdin refused",
+                                    defaults=("",))):
     """The config as the plugin uses it. `master` "" means: from prevResult,
     else the default-route interface; `flag` "" the kernel's default (bridge);
     `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
     prevResult), `ipam` its section as given; `prev_result` is already in the internal shape (results.py);
-    `stdin` goes unchanged to the IPAM plugin. A namedtuple, as in commands.py,
+    `stdin` goes unchanged to the IPAM plugin; `refused` is why ADD would
+    refuse a config that DEL or GC still reads (see load). A namedtuple, as in commands.py,
     to keep dataclasses' import off every call."""
     __slots__ = ()
 
@@ -41,59 +43,55 @@ def decode(stdin: bytes):
         raise CniError(DECODING_FAILURE, f"failed to decode the network configuration on stdin: {e}") from e
 
 
+# Teardown must complete (spec: DEL): a config that ADD refuses made nothing
+# but, edited since its ADD, may name what IPAM holds.
+TEARDOWN = ("DEL", "GC")
+
+
 def load(data, stdin: bytes, command: str) -> NetConf:
     """`data` is stdin already decoded (see decode): the entry point reads it
-    first for the debug settings, and once is enough."""
+    first for the debug settings, and once is enough. For DEL and GC, a
+    config that ADD would refuse is read as far as it can be (see usable),
+    with what ADD would say in `refused`."""
     if not isinstance(data, dict):
         raise CniError(DECODING_FAILURE, "the network configuration must be a JSON object, "
                        f"not {type(data).__name__}")
     found = validation.check("netconf", data)
-    if found:
+    if found and command not in TEARDOWN:
         raise CniError(INVALID_CONFIG, "invalid network configuration: " + "; ".join(found))
+    if found:
+        data = usable(data)
     version = data.get("cniVersion") or DEFAULT_VERSION
     _check_version(version, command)
-
-    ipam = data.get("ipam") or {}
-    ipam_type = ipam.get("type", "")
-    master = data.get("master", "")
-    mode = data.get("mode") or "l2"
-    if ipam_type == "dhcp" and mode != "l2":
-        raise CniError(INVALID_CONFIG, f"ipam type \"dhcp\" needs mode l2: in {mode} no broadcast reaches "
-                       "an ipvlan link, so the DHCP server's replies never arrive (see README.md, "
-                       "\"Addresses from your LAN's DHCP server\")")
-    if ipam_type == "dhcp" and master == "ipam":
-        raise CniError(INVALID_CONFIG, "\"master\": \"ipam\" cannot work with ipam type \"dhcp\": the dhcp "
-                       "plugin names no interface, and it needs the link made first")
-    problem = batch_problem(master)
-    if problem:
-        raise CniError(INVALID_CONFIG, f"master {master!r} {problem}")
-    flag = data.get("flag", "")
-    if data.get("hostAccess") and (flag in ("private", "vepa") or data.get("linkInContainer")):
-        raise CniError(INVALID_CONFIG, "hostAccess cannot work with " + (
-            f"flag {flag!r}: the host reaches its containers through an ipvlan link of its own, and with "
-            f"{flag} one ipvlan link may not talk to another" if flag in ("private", "vepa") else
-            "linkInContainer: the master is then in the container's netns, not the host's"))
-    if master == "ipam" and not ipam_type:
-        raise CniError(INVALID_CONFIG, "\"master\": \"ipam\" needs an ipam section with a type")
+    refused = refusal(data)
+    if refused and command not in TEARDOWN:
+        raise CniError(INVALID_CONFIG, refused)
+    refused = "; ".join(found) if found else refused
 
     prev = data.get("prevResult")
     # 0.1.0 and 0.2.0 have no chaining: a prevResult there means nothing.
     if prev is not None and version_tuple(version) >= (0, 3, 0):
-        prev = results.parse(prev, version, "prevResult")
+        try:
+            prev = results.parse(prev, version, "prevResult")
+        except CniError:
+            if command not in TEARDOWN:
+                raise
+            prev = None     # DEL then knows the master less well; it still removes only ipvlan links
     else:
         prev = None
 
+    ipam = data.get("ipam") or {}
     return NetConf(
         cni_version=version,
         name=data.get("name", ""),
-        type=data["type"],
-        master=master,
-        mode=mode,
-        flag=flag,
+        type=data.get("type", ""),
+        master=data.get("master", ""),
+        mode=data.get("mode") or "l2",
+        flag=data.get("flag", ""),
         mtu=int(data.get("mtu", 0)),   # JSON Schema's integer takes 1500.0 too
         link_in_container=data.get("linkInContainer", False),
         host_access=data.get("hostAccess", False),
-        ipam_type=ipam_type,
+        ipam_type=ipam.get("type", ""),
         ipam=ipam,
         dns=data.get("dns") or None,
         prev_result=prev,
@@ -101,7 +99,39 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         log_file=data.get("logFile", ""),
         timeout=float(data.get("timeout", DEFAULT_TIMEOUT)),
         stdin=stdin,
+        refused=refused,
     )
+
+
+def usable(data: dict) -> dict:
+    """The settings of a config the schema rejects that it takes one by one:
+    a wrong one reads as absent. An `ipam` whose type is no plugin file name
+    goes too, so that nothing outside CNI_PATH is ever run."""
+    return {key: value for key, value in data.items() if validation.valid("netconf", {"type": "-", key: value})}
+
+
+def refusal(data: dict) -> str:
+    """Why ADD cannot work with a config the schema takes, or ""."""
+    ipam_type = (data.get("ipam") or {}).get("type", "")
+    master, mode, flag = data.get("master", ""), data.get("mode") or "l2", data.get("flag", "")
+    if ipam_type == "dhcp" and mode != "l2":
+        return (f"ipam type \"dhcp\" needs mode l2: in {mode} no broadcast reaches an ipvlan link, so the "
+                "DHCP server's replies never arrive (see README.md, \"Addresses from your LAN's DHCP server\")")
+    if ipam_type == "dhcp" and master == "ipam":
+        return ("\"master\": \"ipam\" cannot work with ipam type \"dhcp\": the dhcp plugin names no "
+                "interface, and it needs the link made first")
+    problem = interface_name_problem(master) if master else None
+    problem = problem or batch_problem(master)
+    if problem:
+        return f"master {master!r} {problem}"
+    if data.get("hostAccess") and (flag in ("private", "vepa") or data.get("linkInContainer")):
+        return "hostAccess cannot work with " + (
+            f"flag {flag!r}: the host reaches its containers through an ipvlan link of its own, and with "
+            f"{flag} one ipvlan link may not talk to another" if flag in ("private", "vepa") else
+            "linkInContainer: the master is then in the container's netns, not the host's")
+    if master == "ipam" and not ipam_type:
+        return "\"master\": \"ipam\" needs an ipam section with a type"
+    return ""
 
 
 _FIRST = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}

@@ -24,10 +24,12 @@ _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 IFNAMSIZ = 16  # the kernel's limit, counting the terminating NUL
 
 
-class CniEnv(namedtuple("CniEnv", "command container_id netns ifname args path raw",
-                        defaults=("", "", "", {}, (), {}))):
+class CniEnv(namedtuple("CniEnv", "command container_id netns ifname args path raw refused",
+                        defaults=("", "", "", {}, (), {}, ""))):
     """The request: `args` is CNI_ARGS as a dict, `path` CNI_PATH split,
-    `raw` every CNI_* variable as given (passed on to the IPAM plugin). A
+    `raw` every CNI_* variable as given (passed on to the IPAM plugin);
+    `refused` why ADD would refuse this container ID or interface name, for
+    a DEL, which must still complete (no ADD with them made anything). A
     namedtuple, as in commands.py, to keep dataclasses' import off every call;
     the shared empty defaults are never changed."""
     __slots__ = ()
@@ -43,17 +45,21 @@ def interface_name_problem(name: str) -> str | None:
         return "cannot be . or .."
     if any(c in "/:" or c.isspace() for c in name):
         return "contains / or : or whitespace"
+    if "%" in name:
+        return "holds '%', which the kernel reads as a name template (net%d becomes net0)"
     return None
 
 
 def batch_problem(name: str) -> str | None:
     """The kernel takes these, but the name must also pass through iproute2's
-    batch input, which cuts a line at '#' and has no escape for a word holding
-    both kinds of quote."""
+    batch input, which cuts a line at '#', joins a line ending in '\\' to the
+    next, and has no escape for a word holding both kinds of quote."""
     if "#" in name:
         return "holds '#', which iproute2's batch input reads as a comment"
     if "'" in name and '"' in name:
         return "holds both ' and \", which iproute2's batch input cannot quote"
+    if name.endswith("\\"):
+        return "ends in '\\', which iproute2's batch input reads as a line continuation"
     return None
 
 
@@ -88,18 +94,21 @@ def read_environment(environ=None) -> CniEnv:
         path=tuple(p for p in environ.get("CNI_PATH", "").split(":") if p),
         raw={k: v for k, v in environ.items() if k.startswith("CNI_")},
     )
-    if _REQUIRED[command]:
-        _validate_attachment(env)
+    problem = _REQUIRED[command] and attachment_problem(env)
+    if problem and command == "DEL":
+        return env._replace(refused=problem)
+    if problem:
+        raise CniError(INVALID_ENVIRONMENT, problem)
     return env
 
 
-def _validate_attachment(env: CniEnv) -> None:
+def attachment_problem(env: CniEnv) -> str:
     if not _CONTAINER_ID.fullmatch(env.container_id):
-        raise CniError(INVALID_ENVIRONMENT,
-                       f"CNI_CONTAINERID {env.container_id!r} must start with a letter or digit "
-                       "and hold only letters, digits, '_', '.' and '-'")
+        return (f"CNI_CONTAINERID {env.container_id!r} must start with a letter or digit "
+                "and hold only letters, digits, '_', '.' and '-'")
     problem = interface_name_problem(env.ifname) or batch_problem(env.ifname)
     if problem:
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {env.ifname!r} {problem}")
+        return f"CNI_IFNAME {env.ifname!r} {problem}"
     if env.netns and not env.netns.startswith("/"):
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {env.netns!r} is not an absolute path")
+        return f"CNI_NETNS {env.netns!r} is not an absolute path"
+    return ""

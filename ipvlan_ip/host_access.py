@@ -12,7 +12,8 @@ What `"hostAccess": true` adds, opt-in:
     that master; made once, under an exclusive lock for the master, which
     the ADDs that find it made hold shared;
   - a route on the host to each of the container's addresses through that
-    link, with the host's own address on the master as the source; in l2, a
+    link, with the host's own address on the master as the source, added
+    once the container holds the address (attach says why); in l2, a
     permanent neighbour entry too (the master's MAC, which every ipvlan link
     carries): the container's answer to the host link's ARP or neighbour
     solicitation asks for the host's address, which no ipvlan link holds, so
@@ -23,7 +24,8 @@ What `"hostAccess": true` adds, opt-in:
     solicitation only for an address of the interface it came in on, and an
     ARP request so only where arp_ignore allows, and the host's addresses are
     on the master, not on the host's link.
-ADD then runs 3 `ip` (the host's routes are the third), DEL 2.
+ADD then runs 3 `ip` (the host's routes are the third, after the container's
+configuring batch), DEL 2.
 
 What an attachment added on the host is recorded in
 /run/ipvlan-ip/host-access/NETWORK/CONTAINERID:IFNAME: DEL removes it without
@@ -42,7 +44,7 @@ import re
 import zlib
 
 from .commands import Command, batch_line
-from .errors import MASTER_FAILURE, CniError
+from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
 
 STATE = "/run/ipvlan-ip/host-access"
@@ -90,21 +92,25 @@ def single(address: str) -> str:
     return address.split("/")[0] + ("/128" if family(address) == 6 else "/32")
 
 
-def routes_on_host(link: str, container_ips: list[str], host_ips: list[str], mac: str = "") -> Command:
+def routes_on_host(link: str, container_ips: list[str], host_ips: list[str], mac: str = "",
+                   stale: frozenset[str] = frozenset(), neighboured: list[str] | None = None) -> Command:
     """To each container address through the host's link, from the host's
-    own address of that family on the master (replace: a route left by a
-    container that is gone may still hold the address); with `mac` (l2), its
-    neighbour entry as well."""
-    lines = []
+    own address of that family on the master; with `mac` (l2), a neighbour
+    entry for each of `neighboured` (by default the same addresses) after
+    the routes. `route add`, never replace: a route to the address that is
+    there already is another attachment's, and stays its own, except the
+    `stale` ones (see attach). No -force: the batch stops at its first
+    failure, so the lines before it are what this call made."""
+    routes = []
     for address in container_ips:
         source = next((h.split("/")[0] for h in host_ips if family(h) == family(address)), None)
-        lines.append(batch_line("route", "replace", single(address), "dev", link,
-                                *(("src", source) if source else ())))
-        if mac:
-            lines.append(batch_line("neigh", "replace", address.split("/")[0], "lladdr", mac, "dev", link,
-                                    "nud", "permanent"))
-    return Command(f"route the container's addresses through the host's link {link}", ("ip", "-force", "-batch", "-"),
-                   tuple(lines))
+        dst = single(address)
+        routes.append(batch_line("route", "replace" if dst in stale else "add", dst, "dev", link,
+                                 *(("src", source) if source else ())))
+    neighbours = [batch_line("neigh", "replace", address.split("/")[0], "lladdr", mac, "dev", link, "nud", "permanent")
+                  for address in (container_ips if neighboured is None else neighboured)] if mac else []
+    return Command(f"route the container's addresses through the host's link {link}", ("ip", "-batch", "-"),
+                   (*routes, *neighbours))
 
 
 def unroute(record: dict) -> Command:
@@ -151,28 +157,34 @@ def container_lines(ifname: str, on_link: tuple[str, ...], host_ips: list[str], 
     return tuple(lines)
 
 
-def inspect_host(link: str) -> Command:
-    """CHECK's read of the host side: the link, and the routes through it."""
-    return Command(f"read the host's link {link} and the routes through it", ("ip", "-j", "-d", "-batch", "-"),
-                   (batch_line("link", "show", "dev", link), batch_line("route", "show", "table", "all", "dev", link)))
+def inspect_host(link: str, master: str) -> Command:
+    """CHECK's read of the host side: the link, the routes and neighbour
+    entries through it, and the master's addresses (the container's
+    neighbour entries toward them)."""
+    return Command(f"read the host's link {link}, the routes and neighbours through it, and {master}'s addresses",
+                   ("ip", "-j", "-d", "-batch", "-"),
+                   (batch_line("link", "show", "dev", link), batch_line("route", "show", "table", "main", "dev", link),
+                    batch_line("neigh", "show", "dev", link), batch_line("address", "show", "dev", master)))
 
 
 # ---------------------------------------------------------------- the steps
 
-def claim(run, master: str, mode: str, flag: str, may_create: bool) -> tuple[str, ...] | None:
+def claim(run, master: str, mode: str, flag: str, make: bool) -> tuple[str, ...] | None:
     """The lines that give the host its link on `master`, to run under the
-    master's lock: shared where the link exists (ADDs then run together, and
-    GC, which takes it exclusively, cannot remove it meanwhile), exclusive to
-    make it. None when it is missing and `may_create` is false. Refuses an
-    interface of that name that is not ours."""
+    master's lock: shared to use the link that exists (ADDs then run
+    together, and GC, which takes it exclusively, cannot remove it
+    meanwhile), exclusive to `make` it. None when the lock held is the wrong
+    one: the link is missing under a shared lock, or there under an
+    exclusive one (made meanwhile). Refuses an interface of that name that
+    is not ours."""
     name = link_name(master)
     present = run.interfaces(None).get(name)
     if present and present.driver != "ipvlan":
         raise CniError(MASTER_FAILURE, f"hostAccess: the host's interface {name} is a {present.driver or 'device'} "
                        "of another program, not ipvlan; it was left alone")
-    if present is None and not may_create:
+    if (present is None) != make:
         return None
-    return link_lines(master, mode, flag, exists=present is not None)
+    return link_lines(master, mode, flag, exists=not make)
 
 
 def record(run, network: str, container_id: str, ifname: str, master: str, container_ips: list[str],
@@ -185,11 +197,58 @@ def record(run, network: str, container_id: str, ifname: str, master: str, conta
 
 def attach(run, network: str, container_id: str, ifname: str, master_read: dict, mode: str,
            container_ips: list[str]) -> None:
-    """Route the container's addresses through the host's link; recorded
-    first, so that a rollback or DEL finds every route, even one half made."""
+    """Route the container's addresses through the host's link, once the
+    container holds them. Recorded first, so that a crash halfway leaves
+    nothing a DEL does not find; after a failure, the record keeps only
+    what this call made, so that the rollback takes nothing of another's."""
     master, mac = master_read["ifname"], master_read["address"] if mode == "l2" else ""
+    link, host_ips, own = link_name(master), host_addresses(master_read), record_path(network, container_id, ifname)
     record(run, network, container_id, ifname, master, container_ips, neighbours=bool(mac))
-    run.run_batch_ok(routes_on_host(link_name(master), container_ips, host_addresses(master_read), mac))
+    made: list[str] = []
+    pending, stale = list(container_ips), frozenset[str]()
+    failures: list = []
+    while pending:
+        cmd = routes_on_host(link, pending, host_ips, mac, stale, neighboured=[*made, *pending])
+        _, failures = run.run_batch(cmd)
+        if not failures:
+            return
+        failed = cmd.batch.index(failures[0].line)
+        if failed >= len(pending):      # a neighbour entry: every route of this batch was made
+            made += pending
+            pending = []
+            break
+        made += pending[:failed]
+        pending = pending[failed:]
+        dst = single(pending[0])
+        if "File exists" not in failures[0].message or dst in stale or not _forget_stale(run, link, dst, own):
+            break
+        stale |= {dst}
+    record(run, network, container_id, ifname, master, made, neighbours=bool(mac))
+    failure = failures[0]   # the loop ends early only on a failure
+    if pending and "File exists" in failure.message:
+        dst = single(pending[0])
+        raise CniError(LINK_FAILURE, f"hostAccess: the host already has a route to {dst} that no attachment of "
+                       "ours on this master made (a container of another master with the same address, or the "
+                       f"node's own route); it was left alone. See it with: ip route show {dst}")
+    raise CniError(LINK_FAILURE, f"hostAccess: failed to `{failure.line}`: {failure.message}")
+
+
+def _forget_stale(run, link: str, dst: str, own: str) -> bool:
+    """Whether a record of another attachment than `own` claims the route to `dst`
+    through `link`; if so, it claims it no more. Such a route is stale: the
+    container this call serves holds the address now, and the kernel lets
+    one ipvlan link of a master hold an address, so that attachment's link
+    lost it. Its DEL or GC would otherwise remove the route from under this
+    one."""
+    address, found = dst.split("/")[0], False
+    for name, held in run.load_records(STATE).items():
+        path = f"{STATE}/{name}"
+        if path != own and held.get("link") == link and dst in held.get("routes", []):
+            run.echo(f"# hostAccess: {dst} through {link} is left from {name}, whose link no longer has it")
+            run.save_record(path, {**held, "routes": [r for r in held["routes"] if r != dst],
+                                                "neighbours": [n for n in held["neighbours"] if n != address]})
+            found = True
+    return found
 
 
 def detach(run, network: str, container_id: str, ifname: str) -> None:
@@ -203,16 +262,20 @@ def detach(run, network: str, container_id: str, ifname: str) -> None:
     run.save_record(path, None)
 
 
-def check(run, network: str, container_id: str, ifname: str, container_ips: list[str]) -> list[str]:
-    """Each way the host side differs from what ADD made."""
+def check(run, network: str, container_id: str, ifname: str, container_ips: list[str], mode: str,
+          neighbours_in_container: list) -> list[str]:
+    """Each way the host side differs from what ADD made: the host's link,
+    its routes and (l2) neighbour entries to the container, and (l2) the
+    container's neighbour entries for the host's addresses, as
+    `ip -j neigh show dev IFNAME` in the container listed them."""
     recorded = run.load_record(record_path(network, container_id, ifname))
     if recorded is None:
         return [f"hostAccess: nothing is recorded for {container_id}:{ifname} in {network_dir(network)}"]
     link = recorded["link"]
     try:
-        (shown,), routes = run.run_json(inspect_host(link))
+        (shown,), routes, neighbours, (master,) = run.run_json(inspect_host(link, recorded["master"]))
     except CniError as e:
-        return [f"hostAccess: the host's link {link} on {recorded['master']} is missing: {e.details}"]
+        return [f"hostAccess: the host's link {link} or its master {recorded['master']} is missing: {e.details}"]
     problems = []
     if shown.get("linkinfo", {}).get("info_kind") != "ipvlan" or "UP" not in shown.get("flags", []):
         problems.append(f"hostAccess: the host's link {link} is not an ipvlan link that is up")
@@ -221,24 +284,50 @@ def check(run, network: str, container_id: str, ifname: str, container_ips: list
         dst = single(address)
         if dst not in routed and dst.split("/")[0] not in routed:
             problems.append(f"hostAccess: the host has no route to {dst} through {link}")
+    if mode != "l2":
+        return problems
+    mac = master.get("address", "")
+    for address in container_ips:
+        if not _permanent(neighbours, address.split("/")[0], mac):
+            problems.append(f"hostAccess: the host has no permanent neighbour entry for {address.split('/')[0]} "
+                            f"with {mac} on {link}")
+    families = {family(a) for a in container_ips}
+    for host in host_addresses(master):
+        if family(host) in families and not _permanent(neighbours_in_container, host.split("/")[0], mac):
+            problems.append(f"hostAccess: {ifname} has no permanent neighbour entry for the host's "
+                            f"{host.split('/')[0]} with {mac}")
     return problems
 
 
-def collect(run, network: str, valid: set[tuple[str, str]]) -> None:
+def _permanent(neighbours: list, address: str, mac: str) -> bool:
+    return any(n.get("dst") == address and n.get("lladdr", "").lower() == mac.lower()
+               and "PERMANENT" in n.get("state", []) for n in neighbours)
+
+
+def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
     """GC: the records of this network's attachments that are not valid any
-    more, and their routes; then each host link that no record names."""
+    more, and their routes; then each host link that no record names. Goes
+    on past a step that fails; what failed is returned."""
+    failed = []
     for name in run.load_records(network_dir(network)):
         container_id, _, ifname = name.partition(":")
         if (container_id, ifname) not in valid:
             run.echo(f"# hostAccess: {name} is not a valid attachment of {network}: removing its host routes")
-            detach(run, network, container_id, ifname)
+            try:
+                detach(run, network, container_id, ifname)
+            except CniError as e:
+                failed.append(e.wrap(f"hostAccess: removing what {name} added"))
     in_use = _in_use(run)
     for link, interface in run.interfaces(None).items():
         if _LINK.fullmatch(link) and interface.driver == "ipvlan" and link not in in_use:
-            with run.exclusive(lock_path(link), create=True):
-                if link not in _in_use(run):     # an ADD may have claimed it meanwhile
-                    run.run(Command(f"remove the host's link {link}: no container uses it",
-                                    ("ip", "link", "del", "dev", link), ok_if=GONE))
+            try:
+                with run.exclusive(lock_path(link), create=True):
+                    if link not in _in_use(run):     # an ADD may have claimed it meanwhile
+                        run.run(Command(f"remove the host's link {link}: no container uses it",
+                                        ("ip", "link", "del", "dev", link), ok_if=GONE))
+            except CniError as e:
+                failed.append(e.wrap(f"hostAccess: removing the host's link {link}"))
+    return failed
 
 
 _LINK = re.compile(r"ipvh[0-9a-f]{8}")

@@ -16,6 +16,7 @@ from .errors import (
     LINK_FAILURE,
     MASTER_FAILURE,
     NOT_AVAILABLE,
+    TRY_AGAIN_LATER,
     CniError,
 )
 from .runner import BatchFailure, CommandFailed
@@ -45,8 +46,13 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         if conf.master_from_ipam:
             _create(run, conf, env, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        on_link, toward_host = _route_host(run, conf, env, addressing, made) if conf.host_access else ((), ())
+        on_link, toward_host = _toward_host(conf, env, addressing, made) if conf.host_access else ((), ())
         mac = _configure(run, spec, target, addressing, made, toward_host, leased=conf.dhcp)
+        if conf.host_access:
+            # Only now: the kernel lets one ipvlan link of a master hold an address,
+            # so once the container holds its own, no live container's host route is in the way.
+            host_access.attach(run, conf.name, env.container_id, env.ifname, made.master_read, conf.mode,
+                               [ipc["address"] for ipc in addressing.ips])
     except BaseException:
         _undo(run, conf, env, target, made)
         raise
@@ -117,15 +123,21 @@ def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: M
         _create_link(run, conf, env, master, target, made, ())
         return
     lock = host_access.lock_path(host_access.link_name(master))
-    for shared in (True, False):     # shared when the host's link is there; exclusive to make it
+    # Shared where the host's link is there; exclusive only to make it. An ADD
+    # that waited for the exclusive lock while another made the link goes back
+    # to shared rather than serialize the whole burst (GC removing the link
+    # in between is why this may go round more than once).
+    for shared in (True, False) * 3:
         with run.exclusive(lock, create=True, shared=shared):
-            host_link = host_access.claim(run, master, conf.mode, conf.flag, may_create=not shared)
+            host_link = host_access.claim(run, master, conf.mode, conf.flag, make=not shared)
             if host_link is None:
                 continue
             _create_link(run, conf, env, master, target, made, host_link)
             host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
             made.host_routed = True
             return
+    raise CniError(TRY_AGAIN_LATER, f"hostAccess: the host's link on {master!r} kept being made and removed "
+                   "by other calls; try again")
 
 
 def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made,
@@ -211,13 +223,11 @@ def _master_from_ipam(found: dict) -> str:
     return names[0]
 
 
-def _route_host(run, conf: NetConf, env: CniEnv, addressing: Addressing,
-                made: Made) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """hostAccess: the host's routes to the container (one `ip` process);
-    the on-link routes the container needs to the host's addresses (for the
-    result), and the configure batch's lines toward the host."""
+def _toward_host(conf: NetConf, env: CniEnv, addressing: Addressing,
+                 made: Made) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """hostAccess: the on-link routes the container needs to the host's
+    addresses (for the result), and the configure batch's lines toward the host."""
     ips = [ipc["address"] for ipc in addressing.ips]
-    host_access.attach(run, conf.name, env.container_id, env.ifname, made.master_read, conf.mode, ips)
     mac = made.master_read["address"] if conf.mode == "l2" else ""
     return host_access.toward_host(env.ifname, ips, host_access.host_addresses(made.master_read), mac)
 
@@ -270,10 +280,37 @@ GONE = ("Cannot find device", "Cannot open network namespace", "reassociate to n
 
 
 def delete(conf: NetConf, env: CniEnv, run) -> None:
-    if conf.ipam_type:
-        ipam.execute(run, conf, env, "DEL")
+    """As _undo: the link and the host's routes before the addresses are
+    released, so that no new container gets an address while the old link
+    or route still has it (dhcp again the exception). A DEL for input that
+    ADD refuses completes too: such an ADD made nothing, but the config may
+    have been edited since an ADD that did."""
+    if env.refused:
+        run.echo(f"# {env.refused}: no ADD with it made anything, so there is nothing to delete")
+        return
+    if conf.refused:
+        run.echo(f"# an ADD would refuse this config now ({conf.refused}); releasing what it may hold")
+    release = [_release] if conf.ipam_type else []
+    steps = [*release, _remove_link, _unroute] if conf.dhcp else [_remove_link, _unroute, *release]
+    for step in steps:
+        try:
+            step(conf, env, run)
+        except CniError as e:
+            if not (conf.refused and step is _release):
+                raise
+            run.echo(f"# IPAM DEL failed for a config ADD refuses, which so made no reservation: {e.details}")
+
+
+def _release(conf: NetConf, env: CniEnv, run) -> None:
+    ipam.execute(run, conf, env, "DEL")
+
+
+def _unroute(conf: NetConf, env: CniEnv, run) -> None:
     # Whether or not the config still says hostAccess: what the record holds was added.
     host_access.detach(run, conf.name, env.container_id, env.ifname)
+
+
+def _remove_link(conf: NetConf, env: CniEnv, run) -> None:
     if not env.netns:
         return
     try:
@@ -314,7 +351,10 @@ def _master_mac(conf: NetConf, env: CniEnv, run, present: dict) -> str | None:
     """The MAC our link would carry (an ipvlan link has its master's), where
     the master is known: named in the config, else the MAC our ADD reported
     in prevResult. "" when the named master is gone (and its links with it);
-    None when DEL cannot know the master ("ipam", the default route)."""
+    None when DEL cannot know the master ("ipam", the default route, or a
+    config ADD refuses, which may say anything of it)."""
+    if conf.refused:
+        return None
     if conf.master and not conf.master_from_ipam:
         if conf.link_in_container:
             return present[conf.master].mac if conf.master in present else ""
@@ -352,19 +392,20 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
     if conf.master and not conf.master_from_ipam:
         lookup_master(run, conf, conf.master, target if conf.link_in_container else None)
     try:
-        (link,), routes = run.run_json(commands.inspect_container(target, env.ifname))
+        (link,), v4, v6, neighbours = run.run_json(commands.inspect_container(target, env.ifname))
     except CommandFailed as e:
         raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}") from e
-    for problem in drift(conf, prev, index, link, routes):
+    for problem in drift(conf, prev, index, link, {4: v4, 6: v6}):
         raise CniError(CHECK_FAILURE, problem)
     if conf.host_access:
         ips = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]
-        for problem in host_access.check(run, conf.name, env.container_id, env.ifname, ips):
+        for problem in host_access.check(run, conf.name, env.container_id, env.ifname, ips, conf.mode, neighbours):
             raise CniError(CHECK_FAILURE, problem)
 
 
-def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
-    """Each way the kernel's state differs from prevResult and the config."""
+def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: dict[int, list]):
+    """Each way the kernel's state differs from prevResult and the config;
+    `routes` by family, as inspect_container read them."""
     import ipaddress  # CHECK's alone: the other commands start without it
     name = link["ifname"]
     info = link.get("linkinfo", {})
@@ -385,23 +426,31 @@ def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: list):
         if ipc.get("interface", index) == index and ipaddress.ip_interface(ipc["address"]) not in present:
             yield f"address {ipc['address']} is missing from {name!r}"
     for route in prev["routes"]:
-        if not any(_same_route(route, r) for r in routes):
-            yield f"route to {route['dst']}{' via ' + route['gw'] if route.get('gw') else ''} is missing"
+        want = ipaddress.ip_network(route["dst"], strict=False)
+        if not any(_same_route(route, want, name, have) for have in routes[want.version]):
+            yield (f"route to {route['dst']}{' via ' + route['gw'] if route.get('gw') else ''} "
+                   f"through {name} is missing from table {route.get('table', 'main')}")
 
 
-def _same_route(want: dict, have: dict) -> bool:
+# iproute2 names these tables rather than number them.
+_TABLES = {253: "default", 254: "main", 255: "local"}
+
+
+def _same_route(want: dict, dst, dev: str, have: dict) -> bool:
+    """Whether `have`, a route of dst's family as `ip -j -d route show`
+    lists it, is `want`: same destination, through `dev`, in its table
+    (main when the result names none), by its gateway when it has one."""
     import ipaddress
-    dst = ipaddress.ip_network(want["dst"], strict=False)
-    if have.get("dst") == "default":
-        have_gw = have.get("gateway")
-        if dst.prefixlen != 0 or (have_gw and ipaddress.ip_address(have_gw).version != dst.version):
-            return False
-    else:
-        try:
-            if ipaddress.ip_network(have.get("dst", ""), strict=False) != dst:
-                return False
-        except ValueError:
-            return False
+    table = want.get("table", 254)
+    if have.get("dev") != dev or have.get("table", "main") != _TABLES.get(table, str(table)):
+        return False
+    try:
+        have_dst = ipaddress.ip_network("::/0" if dst.version == 6 else "0.0.0.0/0") \
+            if have.get("dst") == "default" else ipaddress.ip_network(have.get("dst", ""), strict=False)
+    except ValueError:
+        return False
+    if have_dst != dst:
+        return False
     return not want.get("gw") or ipaddress.ip_address(want["gw"]) == ipaddress.ip_address(have.get("gateway", "0::0"))
 
 
@@ -418,11 +467,20 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
 
 
 def gc(conf: NetConf, env: CniEnv, run) -> None:
-    """Links die with their netns, so the stale resources are IPAM's, and
-    with hostAccess the host routes of attachments that are gone."""
+    """Links die with their netns, so the stale resources are IPAM's, and the
+    host routes of hostAccess attachments that are gone: those first (as in
+    DEL, no address is freed while a route still has it), collected whatever
+    the config says now, since its records say what was made. Every step is
+    tried; the failures are reported together at the end."""
+    import json
+    attachments = json.loads(conf.stdin).get("cni.dev/valid-attachments", [])
+    valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in attachments if isinstance(a, dict)}
+    failed = host_access.collect(run, conf.name, valid)
     if conf.ipam_type:
-        ipam.execute(run, conf, env, "GC")
-    if conf.host_access:
-        import json
-        attachments = json.loads(conf.stdin).get("cni.dev/valid-attachments", [])
-        host_access.collect(run, conf.name, {(a.get("containerID"), a.get("ifname")) for a in attachments})
+        try:
+            ipam.execute(run, conf, env, "GC")
+        except CniError as e:
+            failed.append(e)
+    if failed:
+        raise CniError(failed[0].code, "GC did all it could, but: " + "; ".join(e.details for e in failed),
+                       failed[0].msg)

@@ -36,13 +36,17 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
 
     master_ns = target if conf.link_in_container else None
     if command == "DEL":
-        ipam("DEL", "release the addresses")
-        if conf.host_access:
-            out.append(f"# hostAccess: remove the host's routes that "
-                       f"{host_access.record_path(conf.name, container_id, ifname)} records, and that file")
+        # The addresses last (dhcp's first: its daemon releases through the link), as operations.delete.
+        if conf.dhcp:
+            ipam("DEL", "release the lease")
         out.append(f"# list the interfaces in {netns_path} from inside it (no command), then delete {ifname}, "
                    f"and {commands.temporary_name(container_id, ifname)} too if an ADD died before renaming it")
         step(commands.remove_attachment(target, [ifname]))
+        if conf.host_access:
+            out.append(f"# hostAccess: remove the host's routes that "
+                       f"{host_access.record_path(conf.name, container_id, ifname)} records, and that file")
+        if not conf.dhcp:
+            ipam("DEL", "release the addresses")
     elif command == "CHECK":
         ipam("CHECK", "ask IPAM whether the reservation still holds")
         if conf.master and not conf.master_from_ipam:
@@ -74,13 +78,14 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
             ips = [i["address"] for i in addressing.ips]
             host_ips = [HOST_ADDRESS]
             mac = "<MASTER-MAC>" if conf.mode == "l2" else ""
-            step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
             toward_host = host_access.toward_host(ifname, ips, host_ips, mac)[1]
         if conf.dhcp:      # already named and up
             step(commands.configure_link(target, spec, addressing, toward_host, is_up=True))
         else:
             for s in commands.after_addressing(spec, target, addressing, toward_host):
                 step(s)
+        if conf.host_access:    # once the container holds its addresses (operations.add says why)
+            step(host_access.routes_on_host(host_access.link_name(master), ips, host_ips, mac))
     return "\n".join(out) + "\n"
 
 

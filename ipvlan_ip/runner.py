@@ -145,28 +145,48 @@ class Runner:
         that retries DEL while its ADD still runs does it; the second then
         waits for the first instead of interleaving with it (ADD's link
         created after DEL's deletion, say). Nothing to hold when the netns
-        is gone."""
+        is gone.
+
+        A lock of our own has a turnstile beside it, PATH.gate: an exclusive
+        waiter holds it while it waits, and a shared taker passes through it
+        first. flock alone grants a shared lock while an exclusive one waits,
+        so a stream of overlapping shared holders would starve the waiter."""
+        deadline = time.monotonic() + self.timeout
         try:
             if create:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = _lock_file(path)
+                gate = _lock_file(f"{path}.gate")
             else:
-                fd = open_namespace_file(path)
+                fd, gate = open_namespace_file(path), -1
         except OSError:     # gone, or no netns: the operation itself says so
             yield
             return
         try:
-            if not _try_flock(fd, shared):
-                self.echo(f"# waiting for another operation holding {path}")
-                deadline = time.monotonic() + self.timeout
-                while not _try_flock(fd, shared):
-                    if time.monotonic() > deadline:
-                        raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
-                                                        f"is still running after {self.timeout:g} s")
-                    time.sleep(0.05)
+            if gate >= 0:
+                self._wait(gate, False, path, deadline)
+                if shared:
+                    os.close(gate)      # passed through
+                    gate = -1
+            self._wait(fd, shared, path, deadline)
+            if gate >= 0:
+                os.close(gate)
+                gate = -1
             yield
         finally:
             os.close(fd)
+            if gate >= 0:
+                os.close(gate)
+
+    def _wait(self, fd: int, shared: bool, path: str, deadline: float) -> None:
+        if _try_flock(fd, shared):
+            return
+        self.echo(f"# waiting for another operation holding {path}")
+        while not _try_flock(fd, shared):
+            if time.monotonic() > deadline:
+                raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
+                                                f"is still running after {self.timeout:g} s")
+            time.sleep(0.05)
 
     def rename_link(self, step: Rename) -> None:
         """Rename a link from a thread inside its netns (SIOCSIFNAME): one
@@ -264,7 +284,9 @@ class Runner:
                 os.unlink(path)
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        # Hidden: a record's name starts with its container ID's letter or digit.
+        directory, name = os.path.split(path)
+        tmp = f"{directory}/.{name}.{os.getpid()}"
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.replace(tmp, path)
@@ -281,7 +303,7 @@ class Runner:
         found = {}
         for parent, _, names in os.walk(directory):
             for name in names:
-                if not name.endswith(".tmp"):
+                if not name.startswith("."):    # a record being written (save_record)
                     path = os.path.join(parent, name)
                     record = self.load_record(path)
                     if record is not None:
@@ -486,6 +508,10 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except OSError:
         return []
+
+
+def _lock_file(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def _try_flock(fd: int, shared: bool = False) -> bool:

@@ -26,6 +26,15 @@ def check(name: str, instance) -> list[str]:
         return problems(name, instance) or [_compiled_problem(e)]
 
 
+def valid(name: str, instance) -> bool:
+    """Whether `instance` meets schema `name`, by the compiled validator alone."""
+    try:
+        VALIDATORS[name](instance)
+        return True
+    except JsonSchemaValueException:
+        return False
+
+
 def problems(name: str, instance) -> list[str]:
     """Every way `instance` breaks schema `name`, by jsonschema when it is
     installed; else the first problem the compiled validator finds."""

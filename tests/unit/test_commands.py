@@ -93,7 +93,8 @@ def test_delete_and_inspect():
                                                        "ip", "link", "del", "dev", "eth0")
     inspect = commands.inspect_container(NAMED, "eth0")
     assert inspect.argv == ("ip", "-n", "blue", "-j", "-d", "-batch", "-")
-    assert inspect.batch == ("address show dev eth0", "route show table all")
+    assert inspect.batch == ("address show dev eth0", "route show table all root 0.0.0.0/0",
+                             "route show table all root ::/0", "neigh show dev eth0")
 
 
 def test_temporary_name_is_per_attachment_and_a_valid_interface_name():

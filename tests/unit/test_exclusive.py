@@ -46,3 +46,33 @@ def test_nothing_to_hold_when_the_netns_is_gone(tmp_path):
         pass
     with Runner(timeout=1).exclusive(""):
         pass
+
+
+def test_a_waiting_exclusive_holder_is_not_starved_by_overlapping_shared_ones(tmp_path):
+    # hostAccess: ADDs hold the master's lock shared, overlapping; GC needs it exclusively.
+    lock = str(tmp_path / "locks" / "m.lock")
+    stop, got = threading.Event(), []
+
+    def shared_holder():
+        while not stop.is_set():
+            with Runner(timeout=30).exclusive(lock, create=True, shared=True):
+                time.sleep(0.2)
+    holders = [threading.Thread(target=shared_holder) for _ in range(3)]
+    for n, thread in enumerate(holders):
+        thread.start()
+        time.sleep(0.07 * (n + 1))      # always one of them holding it
+    try:
+        with Runner(timeout=3).exclusive(lock, create=True):
+            got.append(True)
+    finally:
+        stop.set()
+        for thread in holders:
+            thread.join()
+    assert got == [True]
+
+
+def test_shared_holders_run_together(tmp_path):
+    lock = str(tmp_path / "m.lock")
+    with Runner(timeout=1).exclusive(lock, create=True, shared=True), \
+            Runner(timeout=1).exclusive(lock, create=True, shared=True):
+        pass

@@ -96,7 +96,7 @@ class FakeRunner:
         if cmd.batch:   # CHECK's read of the container
             return [[{"ifname": "eth0", "address": "aa:bb:cc:dd:ee:ff", "flags": ["UP"],
                       "linkinfo": {"info_kind": "ipvlan", "info_data": {"mode": "l2", "bridge": True}},
-                      "addr_info": []}], []]
+                      "addr_info": []}], [], [], []]     # the link, IPv4 and IPv6 routes, neighbours
         return [[{"ifname": cmd.argv[-1], "flags": ["UP"], "mtu": 1500, "linkinfo": {}}]]
 
     def run_batch(self, cmd: Command):
@@ -117,6 +117,9 @@ class FakeRunner:
 
     def load_record(self, path: str):
         return None      # no hostAccess record: the host has none of this attachment's routes
+
+    def load_records(self, directory: str) -> dict:
+        return {}        # GC: no hostAccess records on this host
 
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)

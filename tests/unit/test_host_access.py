@@ -8,6 +8,8 @@ import pytest
 
 from ipvlan_ip import commands, host_access, plugin
 from ipvlan_ip.commands import LinkSpec, Netns
+from ipvlan_ip.errors import CniError
+from ipvlan_ip.runner import BatchFailure
 
 from .test_input import ENV, GOOD
 
@@ -33,18 +35,25 @@ def test_the_create_batch_reads_the_masters_addresses_and_makes_the_host_link_be
 
 def test_host_routes_go_through_the_host_link_from_the_hosts_own_address():
     cmd = host_access.routes_on_host("ipvh1", ["10.1.2.5/24", "fd00::5/64"], ["10.1.2.1/24", "fd00::1/64"])
-    assert cmd.argv == ("ip", "-force", "-batch", "-")
-    assert cmd.batch == ("route replace 10.1.2.5/32 dev ipvh1 src 10.1.2.1",
-                         "route replace fd00::5/128 dev ipvh1 src fd00::1")
+    # add, never replace: a route that is there is another attachment's. No -force: the batch stops
+    # at the first failure, so the lines before it are exactly what was made.
+    assert cmd.argv == ("ip", "-batch", "-")
+    assert cmd.batch == ("route add 10.1.2.5/32 dev ipvh1 src 10.1.2.1",
+                         "route add fd00::5/128 dev ipvh1 src fd00::1")
     # A family the host has no address of on the master: no source.
     assert host_access.routes_on_host("ipvh1", ["fd00::5/64"], ["10.1.2.1/24"]).batch == (
-        "route replace fd00::5/128 dev ipvh1",)
+        "route add fd00::5/128 dev ipvh1",)
+    # A route shown stale (attach) is replaced.
+    assert host_access.routes_on_host("ipvh1", ["10.1.2.5/24"], [], stale=frozenset({"10.1.2.5/32"})).batch == (
+        "route replace 10.1.2.5/32 dev ipvh1",)
 
 
 def test_in_l2_the_host_link_knows_each_container_by_the_masters_mac():
-    cmd = host_access.routes_on_host("ipvh1", ["10.1.2.5/24"], ["10.1.2.1/24"], mac="aa:bb:cc:dd:ee:ff")
-    assert cmd.batch == ("route replace 10.1.2.5/32 dev ipvh1 src 10.1.2.1",
-                         "neigh replace 10.1.2.5 lladdr aa:bb:cc:dd:ee:ff dev ipvh1 nud permanent")
+    cmd = host_access.routes_on_host("ipvh1", ["10.1.2.5/24", "10.1.2.6/24"], ["10.1.2.1/24"], mac="aa:bb:cc:dd:ee:ff")
+    assert cmd.batch == ("route add 10.1.2.5/32 dev ipvh1 src 10.1.2.1",     # the routes first
+                         "route add 10.1.2.6/32 dev ipvh1 src 10.1.2.1",
+                         "neigh replace 10.1.2.5 lladdr aa:bb:cc:dd:ee:ff dev ipvh1 nud permanent",
+                         "neigh replace 10.1.2.6 lladdr aa:bb:cc:dd:ee:ff dev ipvh1 nud permanent")
     undo = host_access.unroute({"link": "ipvh1", "routes": ["10.1.2.5/32"], "neighbours": ["10.1.2.5"]})
     assert undo.batch == ("route del 10.1.2.5/32 dev ipvh1", "neigh del 10.1.2.5 dev ipvh1")
 
@@ -83,3 +92,65 @@ def test_in_l2_the_container_knows_the_hosts_addresses_by_the_masters_mac():
     assert lines == ("route add 198.51.100.2/32 dev eth0",       # only families the container has
                      "neigh replace 198.51.100.2 lladdr aa:bb:cc:dd:ee:ff dev eth0 nud permanent")
     assert host_access.container_lines("eth0", (), ["10.1.2.1/24"], ["10.1.2.5/24"]) == ()   # l3: no ARP
+
+
+class Host:
+    """Records in a dict, and a routing table the batches change as the kernel would."""
+
+    def __init__(self, routes: dict[str, str], records: dict[str, dict]):
+        self.routes, self.records, self.batches = routes, records, []
+
+    def echo(self, text: str) -> None:
+        pass
+
+    def save_record(self, path: str, record) -> None:
+        if record is None:
+            self.records.pop(path, None)
+        else:
+            self.records[path] = record
+
+    def load_records(self, directory: str) -> dict:
+        return {path.removeprefix(directory + "/"): r for path, r in self.records.items()
+                if path.startswith(directory + "/")}
+
+    def run_batch(self, cmd):
+        self.batches.append(cmd.batch)
+        for line in cmd.batch:
+            verb, how, dst, _, dev, *_ = line.split()
+            if verb == "route":
+                if how == "add" and dst in self.routes:
+                    return [], [BatchFailure(line, "RTNETLINK answers: File exists")]
+                self.routes[dst] = dev
+        return [], []
+
+
+MASTER = {"ifname": "eth0", "address": "aa:bb:cc:dd:ee:ff", "addr_info": []}
+LINK = host_access.link_name("eth0")
+OWN = host_access.record_path("net", "new", "eth0")
+
+
+def test_a_route_of_another_master_stays_its_own_and_the_record_keeps_only_what_was_made():
+    host = Host({"10.0.0.6/32": "ipvh00000000"}, {})
+    with pytest.raises(CniError) as caught:
+        host_access.attach(host, "net", "new", "eth0", MASTER, "l3", ["10.0.0.5/24", "10.0.0.6/24", "10.0.0.7/24"])
+    assert "already has a route to 10.0.0.6/32" in caught.value.details
+    assert host.routes == {"10.0.0.6/32": "ipvh00000000", "10.0.0.5/32": LINK}       # untouched; 10.0.0.7 not tried
+    assert host.records[OWN]["routes"] == ["10.0.0.5/32"]                              # what a rollback removes
+
+
+def test_a_stale_route_of_its_own_link_is_taken_over_and_its_old_record_lets_go():
+    stale = f"{host_access.STATE}/net/gone:eth0"
+    held = {"master": "eth0", "link": LINK, "routes": ["10.0.0.5/32", "10.0.0.9/32"],
+            "neighbours": ["10.0.0.5", "10.0.0.9"]}
+    host = Host({"10.0.0.5/32": LINK}, {stale: held})
+    host_access.attach(host, "net", "new", "eth0", MASTER, "l2", ["10.0.0.5/24"])
+    assert host.batches[-1][0] == f"route replace 10.0.0.5/32 dev {LINK}"
+    assert host.records[OWN]["routes"] == ["10.0.0.5/32"] and host.records[OWN]["neighbours"] == ["10.0.0.5"]
+    assert host.records[stale]["routes"] == ["10.0.0.9/32"] and host.records[stale]["neighbours"] == ["10.0.0.9"]
+
+
+def test_a_route_of_its_own_link_that_no_record_claims_is_left_alone():
+    host = Host({"10.0.0.5/32": LINK}, {})
+    with pytest.raises(CniError):
+        host_access.attach(host, "net", "new", "eth0", MASTER, "l2", ["10.0.0.5/24"])
+    assert len(host.batches) == 1 and host.records[OWN]["routes"] == []

@@ -25,6 +25,9 @@ def answer(env, stdin):
     ({"CNI_COMMAND": None}, 4), ({"CNI_COMMAND": "FOO"}, 4), ({"CNI_IFNAME": None}, 4),
     ({"CNI_IFNAME": "a b"}, 4), ({"CNI_IFNAME": "a/b"}, 4), ({"CNI_IFNAME": "x" * 16}, 4),
     ({"CNI_IFNAME": ".."}, 4), ({"CNI_IFNAME": "a#b"}, 4), ({"CNI_IFNAME": "a'b\"c"}, 4),
+    # the kernel reads % as a name template (net%d is named net0); iproute2's batch input joins a line
+    # ending in a backslash to the next
+    ({"CNI_IFNAME": "net%d"}, 4), ({"CNI_IFNAME": "eth0\\"}, 4),
     ({"CNI_CONTAINERID": "-x"}, 4), ({"CNI_CONTAINERID": ""}, 4),
     ({"CNI_NETNS": None}, 4), ({"CNI_NETNS": "relative"}, 4),
     ({"IPVLAN_IP_TIMEOUT": "soon"}, 4), ({"IPVLAN_IP_TIMEOUT": "0"}, 4), ({"IPVLAN_IP_TIMEOUT": "nan"}, 4),
@@ -53,6 +56,55 @@ def test_bad_config(conf, code):
     rc, out = answer(ENV, conf)
     assert rc == 1 and out["code"] == code, out
     assert set(out) == {"cniVersion", "code", "msg", "details"}
+
+
+REFUSED_BY_ADD = [{"mode": "l3", "ipam": {"type": "dhcp"}}, {"master": "ipam", "ipam": {"type": "dhcp"}},
+                  {"hostAccess": True, "flag": "vepa"}, {"hostAccess": True, "linkInContainer": True},
+                  {"master": "a#b"}, {"master": "net%d"}, {"mode": "l4"}, {"mtu": "1500"}, {"cniVersion": 1}]
+
+
+@pytest.mark.parametrize("edit", REFUSED_BY_ADD)
+def test_del_completes_for_a_config_that_add_refuses(edit):
+    # ADD refuses it before anything; DEL asks IPAM to release (the config may have been
+    # edited since an ADD that did allocate) and succeeds even when IPAM cannot.
+    conf = json.dumps({**GOOD, **edit}).encode()
+    assert answer(ENV, conf)[1]["code"] == 7
+    for ipam_answer in ((0, ""), (1, '{"code": 999, "msg": "no such range"}')):
+        make, runner = _recording(ipam_answer)
+        out = io.StringIO()
+        assert plugin.main({**ENV, "CNI_COMMAND": "DEL"}, conf, out, make_runner=make) == 0, out.getvalue()
+        assert out.getvalue() == ""
+        ipam_type = {**GOOD, **edit}["ipam"]["type"]
+        assert f"/usr/lib/cni/{ipam_type}" in runner[0].calls
+
+
+@pytest.mark.parametrize("change", [{"CNI_IFNAME": "net%d"}, {"CNI_IFNAME": "a b"}, {"CNI_CONTAINERID": "../x"},
+                                    {"CNI_NETNS": "relative"}])
+def test_del_with_names_add_refuses_completes_without_touching_anything(change):
+    make, runner = _recording((0, ""))
+    out = io.StringIO()
+    assert plugin.main({**ENV, "CNI_COMMAND": "DEL", **change}, json.dumps(GOOD).encode(), out, make_runner=make) == 0
+    assert out.getvalue() == "" and runner[0].calls == []
+
+
+def test_del_still_refuses_what_is_no_request():
+    assert answer({**ENV, "CNI_COMMAND": "DEL"}, b"{nope")[1]["code"] == 6
+    assert answer({k: v for k, v in ENV.items() if k != "CNI_COMMAND"}, GOOD)[1]["code"] == 4
+
+
+def _recording(ipam_answer):
+    from .test_generated_input import FakeRunner
+    made = []
+
+    class Recording(FakeRunner):
+        def run_plugin(self, path, env, stdin):
+            self.calls.append(path)
+            return ipam_answer
+
+    def make(echo, timeout):
+        made.append(Recording(echo, timeout))
+        return made[-1]
+    return make, made
 
 
 def test_check_and_status_need_recent_versions():
