@@ -367,7 +367,7 @@ def _master_mac(conf: NetConf, env: CniEnv, run, present: dict) -> str | None:
 
 
 def not_ours(link, master_mac: str | None) -> str | None:
-    """Why the interface `link` (a Runner.Interface) cannot be the link this
+    """Why the interface `link` (a kernel.Interface) cannot be the link this
     network's ADD made, or None."""
     if link.driver != "ipvlan":
         return f"is {'a ' + link.driver if link.driver else 'an interface'} device, not an ipvlan link"

@@ -10,7 +10,7 @@ import json
 
 from . import commands, config, dhcp, host_access, results
 from .commands import Addressing, LinkSpec
-from .runner import shell_line
+from .echo import shell_line
 
 PLACEHOLDER = {"interfaces": [],
                "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1"}],

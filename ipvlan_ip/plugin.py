@@ -96,7 +96,7 @@ def _answer_version(data) -> str:
 
 
 def _echo(env, data, environ):
-    from .runner import Echo
+    from .echo import Echo
     conf = data if isinstance(data, dict) else {}
     debug = (environ.get("IPVLAN_IP_DEBUG") == "1" or env.args.get("IPVLAN_IP_DEBUG") == "1"
              or conf.get("debug") is True)

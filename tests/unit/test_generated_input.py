@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ipvlan_ip import plugin, validation
 from ipvlan_ip.commands import Command, Rename, SysctlWrite, netns_at
-from ipvlan_ip.runner import Interface
+from ipvlan_ip.kernel import Interface
 from ipvlan_ip.versions import SUPPORTED_VERSIONS
 
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 
 from ipvlan_ip import inventory, show
-from ipvlan_ip.runner import SeenNetns
+from ipvlan_ip.survey import SeenNetns
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "show.schema.json").read_text())
 MAC = "52:54:00:12:34:56"

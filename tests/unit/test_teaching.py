@@ -10,9 +10,9 @@ import pytest
 
 from ipvlan_ip import cli, commands
 from ipvlan_ip.commands import Command, LinkSpec, Netns
+from ipvlan_ip.echo import shell_line
 from ipvlan_ip.install import MARK, install
 from ipvlan_ip.plan import plan
-from ipvlan_ip.runner import shell_line
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
 import walkthrough  # noqa: E402

@@ -1,0 +1,75 @@
+"""The debug echo: every step the plugin takes, as a line for a root shell.
+
+With debug on (or a logFile), each `ip` command, sysctl write, rename and
+link brought up is echoed before it runs as a shell line that can be pasted
+into a root shell, then its exit status and duration. It goes to stderr and
+the log file, never stdout, which belongs to the CNI result. `plan` prints the
+same lines (shell_line) for the steps it would take.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+from .commands import Command, LinkUp, Rename, SysctlWrite, ip
+
+
+class Echo:
+    """Where debug lines go: stderr when debugging, and a log file when
+    configured (runtimes usually drop a plugin's stderr)."""
+
+    def __init__(self, debug: bool = False, log_file: str = "", container_id: str = ""):
+        self.debug, self.log_file, self.container_id = debug, log_file, container_id
+
+    @property
+    def active(self) -> bool:
+        return self.debug or bool(self.log_file)
+
+    def __call__(self, text: str) -> None:
+        if self.debug:
+            print(text, file=sys.stderr, flush=True)
+        if self.log_file:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            lines = "".join(f"{stamp} {self.container_id or '-'} {line}\n" for line in text.splitlines())
+            # Non-blocking: a FIFO without a reader (or a full one) must not hang
+            # the call; it goes on without the log, as for an unwritable file.
+            with contextlib.suppress(OSError):
+                fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC,
+                             0o644)
+                try:
+                    os.write(fd, lines.encode())
+                finally:
+                    os.close(fd)
+
+
+def shell_line(step: Command | SysctlWrite | Rename | LinkUp) -> str:
+    """The step as a line for a root shell; batch input becomes a here-document."""
+    import shlex  # only for the echo and error messages
+    if isinstance(step, Rename):
+        return shlex.join(ip(step.netns, "link", "set", "dev", step.old, "name", step.new))
+    if isinstance(step, LinkUp):
+        return shlex.join(ip(step.netns, "link", "set", "dev", step.name, "up"))
+    if isinstance(step, SysctlWrite):
+        enter = (("ip", "netns", "exec", step.netns.name) if step.netns.name
+                 else ("nsenter", f"--net={step.netns.path}"))
+        return shlex.join((*enter, "sysctl", "-qw", f"{step.key}={step.value}"))
+    line = shlex.join(step.argv)
+    if step.batch:
+        line += " <<'EOF'\n" + "\n".join(step.batch) + "\nEOF"
+    return line
+
+
+class Echoed:
+    """What runs steps: says each before it runs (`_announce`) and how it
+    went (`_outcome`), to `self.echo`."""
+    echo: Echo
+
+    def _announce(self, step) -> None:
+        if self.echo.active:
+            self.echo(f"# {step.why}\n{shell_line(step)}")
+
+    def _outcome(self, code: int, start: float) -> None:
+        if self.echo.active:
+            self.echo(f"# exit {code} in {(time.monotonic() - start) * 1000:.1f} ms")

@@ -1,0 +1,227 @@
+"""In-process calls into the kernel, each from a thread inside a network
+namespace (what Go's netns.Do does): ADD's rename and bringing up of the
+link and its sysctls, DEL's list of the interfaces with their drivers and
+MACs, and the checks that CNI_NETNS is a network namespace at all. No
+process is spawned for any of them: each is one or two system calls, where
+an `ip` would cost a process start.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import time
+from collections import namedtuple
+
+from .commands import LinkUp, Netns, Rename, SysctlWrite, netns_at
+from .echo import Echoed
+from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, CniError
+
+CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703      # ioctl on an nsfs file: which kind of namespace it is (Linux 4.11)
+
+
+class Interface(namedtuple("Interface", "driver mac")):
+    """An interface as DEL tells its own link from another plugin's: the
+    driver, as `ethtool -i` names it ("ipvlan", "veth", "" when it has none),
+    and the MAC address (an ipvlan link carries its master's)."""
+    __slots__ = ()
+
+
+class Kernel(Echoed):
+    """The Runner's in-process kernel calls (runner.py composes them)."""
+
+    def rename_link(self, step: Rename) -> None:
+        """Rename a link from a thread inside its netns (SIOCSIFNAME): one
+        system call, and a failure stops ADD before anything else runs."""
+        import socket
+        import struct
+        self._announce(step)
+        start = time.monotonic()
+        request = struct.pack("16s16s", step.old.encode(), step.new.encode()).ljust(IFREQ, b"\0")
+        try:
+            with inside_netns(step.netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                fcntl.ioctl(sock, SIOCSIFNAME, request)
+        except OSError as e:
+            self._outcome(1, start)
+            if e.errno == errno.EEXIST:
+                raise CniError(INTERFACE_EXISTS, f"failed to rename {step.old} to {step.new} in {step.netns.path}: "
+                               f"another interface took the name {step.new!r} meanwhile; it was left alone") from e
+            raise CniError(LINK_FAILURE, f"failed to rename {step.old} to {step.new} in {step.netns.path}: "
+                           f"{e.strerror}") from e
+        self._outcome(0, start)
+
+    def link_up(self, step: LinkUp) -> None:
+        """Bring a link up from a thread inside its netns (SIOCSIFFLAGS)."""
+        import socket
+        import struct
+        self._announce(step)
+        start = time.monotonic()
+        name = step.name.encode()
+        try:
+            with inside_netns(step.netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                flags = struct.unpack_from("H", fcntl.ioctl(sock, SIOCGIFFLAGS, name.ljust(IFREQ, b"\0")), 16)[0]
+                fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name, flags | IFF_UP).ljust(IFREQ, b"\0"))
+        except OSError as e:
+            self._outcome(1, start)
+            raise CniError(LINK_FAILURE, f"failed to bring {step.name} up in {step.netns.path}: {e.strerror}") from e
+        self._outcome(0, start)
+
+    def netns(self, path: str) -> Netns:
+        """CNI_NETNS as a Netns, once the file is known to be a network
+        namespace: anything else (a FIFO, a socket, a device, a directory, a
+        plain file) is refused with code 4 before `ip` or nsenter open it,
+        since opening a FIFO would wait for a writer that never comes."""
+        try:
+            fd = open_namespace_file(path)
+        except FileNotFoundError as e:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} does not exist") from e
+        except OSError as e:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} {e.strerror}") from e
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:     # ENOTTY: a plain file, not one of nsfs
+            kind = 0
+        finally:
+            os.close(fd)
+        if kind != CLONE_NEWNET:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} is not a network namespace")
+        return netns_at(path)
+
+    def write_sysctl(self, write: SysctlWrite) -> None:
+        self._announce(write)
+        start = time.monotonic()
+        try:
+            with inside_netns(write.netns.path), open(write.path, "w") as f:
+                f.write(write.value)
+        except OSError as e:
+            self._outcome(1, start)
+            raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
+        self._outcome(0, start)
+
+    def interfaces(self, netns: Netns | None) -> dict[str, Interface]:
+        """The interfaces in `netns` (None: the host's) by name, each with its
+        driver and MAC, read from a thread inside it (no process: the same way
+        in as the sysctl writes). A list, never a look-up by name: looking up
+        a name that does not exist (if_nametoindex, or `ip link del dev NAME`)
+        makes the kernel run `modprobe netdev-NAME`, which cost about 0.3 s a
+        name in the test VM."""
+        import socket
+        where = "/proc/self/ns/net" if netns is None else netns.path
+        try:
+            with inside_netns(where), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                found = {n: _describe(sock, n) for _, n in socket.if_nameindex()}
+        except OSError as e:
+            if e.errno == errno.EINVAL:      # setns refuses a file that is no network namespace
+                raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {where} is not a network namespace") from e
+            raise CniError(LINK_FAILURE, f"failed to list the interfaces in {where}: {e}") from e
+        listed = " ".join(f"{n} ({i.driver})" if i.driver else n for n, i in sorted(found.items()))
+        self.echo(f"# interfaces in {where}: {listed}")
+        return found
+
+    def host_mac(self, name: str) -> str:
+        """The MAC address of interface `name` in our own netns, "" when there
+        is none (sysfs: a look-up by name that loads no module)."""
+        try:
+            with open(f"/sys/class/net/{name}/address") as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
+    def listening(self, path: str) -> bool:
+        """Whether a server accepts connections on the unix socket `path`
+        (a socket file left by a daemon that died accepts none)."""
+        import socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(path)
+            except OSError:
+                return False
+        return True
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def open_namespace_file(path: str) -> int:
+    """A read-only descriptor of `path`, which must be a regular file, as a
+    namespace file is. Anything else is refused (EINVAL) before it is opened:
+    opening a FIFO blocks until a writer comes, and a device may do anything.
+    O_NONBLOCK covers the race of the file being replaced meanwhile."""
+    mode = os.stat(path).st_mode
+    for test, kind in _KINDS:
+        if test(mode):
+            raise OSError(errno.EINVAL, f"is {kind}, not a network namespace")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "is not a regular file, so not a network namespace")
+    return fd
+
+
+SIOCSIFNAME, SIOCETHTOOL, SIOCGIFHWADDR, ETHTOOL_GDRVINFO = 0x8923, 0x8946, 0x8927, 3
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
+
+
+def _describe(sock, name: str) -> Interface:
+    """`name`'s driver (ETHTOOL_GDRVINFO, as `ethtool -i`) and MAC
+    (SIOCGIFHWADDR), asked through `sock` of the netns it lives in."""
+    import array
+    import struct
+    # struct ethtool_drvinfo: the command word, then driver[32] and 160 bytes more.
+    info = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
+    try:
+        fcntl.ioctl(sock, SIOCETHTOOL, struct.pack("16sP", name.encode(), info.buffer_info()[0]).ljust(IFREQ, b"\0"))
+        driver = info.tobytes()[4:36].split(b"\0")[0].decode(errors="replace")
+    except OSError:     # lo and a few others have no ethtool driver info
+        driver = ""
+    try:
+        hw = fcntl.ioctl(sock, SIOCGIFHWADDR, name.encode().ljust(IFREQ, b"\0"))
+        mac = hw[18:24].hex(":")   # after ifr_name[16] and sa_family
+    except OSError:
+        mac = ""
+    return Interface(driver, mac)
+
+
+@contextlib.contextmanager
+def inside_netns(path: str):
+    """Switch this thread into the netns at `path` and back (what Go's
+    netns.Do does): /proc/sys/net shows the netns of the thread that opens it,
+    and a socket belongs to the netns of the thread that makes it."""
+    setns = _setns()
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = open_namespace_file(path)
+        try:
+            setns(target, CLONE_NEWNET)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot enter {path}: {e.strerror}") from e
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            try:
+                setns(own, CLONE_NEWNET)
+            except OSError:
+                os._exit(70)    # going on in the wrong netns would misconfigure the host
+    finally:
+        os.close(own)
+
+
+def _setns():
+    """os.setns (Python 3.12 and later), else libc's through ctypes."""
+    if hasattr(os, "setns"):
+        return os.setns
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setns(fd: int, nstype: int) -> None:
+        if libc.setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    return setns

@@ -1,0 +1,121 @@
+"""The plugin's state on the node, under /run/ipvlan-ip: the records of
+what hostAccess added on the host (host_access.py), and the flocks that keep
+calls from interleaving: one on the container's netns file for every
+operation, and lock files of our own (a master's, for its host link and its
+dhcp leases).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+
+from .echo import Echo
+from .errors import TRY_AGAIN_LATER, CniError
+from .kernel import open_namespace_file
+
+
+class State:
+    """The Runner's records and locks (runner.py composes them)."""
+    echo: Echo
+    timeout: float
+
+    @contextlib.contextmanager
+    def exclusive(self, path: str, create: bool = False, shared: bool = False):
+        """Hold an exclusive flock on `path`: the container's netns file, or
+        with `create` a lock file of our own (hostAccess locks a master so;
+        `shared` lets the ADDs that only use the host's link run together).
+        The spec forbids parallel operations on one container, but a runtime
+        that retries DEL while its ADD still runs does it; the second then
+        waits for the first instead of interleaving with it (ADD's link
+        created after DEL's deletion, say). Nothing to hold when the netns
+        is gone.
+
+        A lock of our own has a turnstile beside it, PATH.gate: an exclusive
+        waiter holds it while it waits, and a shared taker passes through it
+        first. flock alone grants a shared lock while an exclusive one waits,
+        so a stream of overlapping shared holders would starve the waiter."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            if create:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = _lock_file(path)
+                gate = _lock_file(f"{path}.gate")
+            else:
+                fd, gate = open_namespace_file(path), -1
+        except OSError:     # gone, or no netns: the operation itself says so
+            yield
+            return
+        try:
+            if gate >= 0:
+                self._wait(gate, False, path, deadline)
+                if shared:
+                    os.close(gate)      # passed through
+                    gate = -1
+            self._wait(fd, shared, path, deadline)
+            if gate >= 0:
+                os.close(gate)
+                gate = -1
+            yield
+        finally:
+            os.close(fd)
+            if gate >= 0:
+                os.close(gate)
+
+    def _wait(self, fd: int, shared: bool, path: str, deadline: float) -> None:
+        if _try_flock(fd, shared):
+            return
+        self.echo(f"# waiting for another operation holding {path}")
+        while not _try_flock(fd, shared):
+            if time.monotonic() > deadline:
+                raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
+                                                f"is still running after {self.timeout:g} s")
+            time.sleep(0.05)
+
+    def save_record(self, path: str, record: dict | None) -> None:
+        """Write `record` as JSON to `path` (atomically: a reader sees the old
+        or the new one), or remove the file for None."""
+        if record is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # Hidden: a record's name starts with its container ID's letter or digit.
+        directory, name = os.path.split(path)
+        tmp = f"{directory}/.{name}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+
+    def load_record(self, path: str) -> dict | None:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def load_records(self, directory: str) -> dict[str, dict]:
+        """Every record below `directory`, by its path relative to it."""
+        found = {}
+        for parent, _, names in os.walk(directory):
+            for name in names:
+                if not name.startswith("."):    # a record being written (save_record)
+                    path = os.path.join(parent, name)
+                    record = self.load_record(path)
+                    if record is not None:
+                        found[os.path.relpath(path, directory)] = record
+        return found
+
+
+def _lock_file(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _try_flock(fd: int, shared: bool = False) -> bool:
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
