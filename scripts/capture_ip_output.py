@@ -46,6 +46,8 @@ def steps(target: Netns) -> list:
         ("rename_back", commands.Command("", commands.ip(target, "link", "set", "dev", ODD, "name", "eth0"))),
         ("configure", commands.configure_link(target, spec, ADDRESSING)),
         ("configure_again", commands.configure_link(target, spec, ADDRESSING)),
+        ("neighbour", commands.Command("", commands.ip(target, "neigh", "replace", "10.70.0.9", "lladdr",
+                                                        "02:00:00:00:00:09", "dev", "eth0", "nud", "permanent"))),
         ("inspect", commands.inspect_container(target, "eth0")),
         ("default_route", commands.show_default_routes(target, 4)),
         ("show_master_missing", commands.show_master(None, "nosuchm0")),

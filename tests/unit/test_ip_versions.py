@@ -62,15 +62,22 @@ def test_what_exists_already_is_told_apart(captured):
     assert all("File exists" in f.message for f in failures)    # routes that exist are skipped, as _configure does
 
 
-def test_check_reads_the_link_its_addresses_and_routes(captured):
-    (link,), routes = parse_json_stream(captured["inspect"]["stdout"])
+def test_check_reads_the_link_its_addresses_routes_and_neighbours(captured):
+    (link,), v4, v6, neighbours = parse_json_stream(captured["inspect"]["stdout"])
     assert link["linkinfo"] == {"info_kind": "ipvlan", "info_data": {"mode": "l2", "bridge": True}}
+    assert {r["dst"] for r in v4} >= {"default", "10.70.0.0/24"} and "fd70::/64" in {r["dst"] for r in v6}
+    routes = {4: v4, 6: v6}
     prev = {"interfaces": [{"name": "eth0", "mac": link["address"]}],
             "ips": [{"address": "10.70.0.5/24", "interface": 0}, {"address": "fd70::5/64", "interface": 0}],
             "routes": [{"dst": "0.0.0.0/0", "gw": "10.70.0.1"}, {"dst": "::/0", "gw": "fd70::1"}]}
     assert list(drift(_Conf(), prev, 0, link, routes)) == []
     gone = {**prev, "routes": [{"dst": "192.168.9.0/24"}]}
-    assert list(drift(_Conf(), gone, 0, link, routes)) == ["route to 192.168.9.0/24 is missing"]
+    assert list(drift(_Conf(), gone, 0, link, routes)) == [
+        "route to 192.168.9.0/24 through eth0 is missing from table main"]
+    # A default route of one family is no stand-in for the other's.
+    assert list(drift(_Conf(), prev, 0, link, {4: v4, 6: []})) == [
+        "route to ::/0 via fd70::1 through eth0 is missing from table main"]
+    assert {"dst": "10.70.0.9", "lladdr": "02:00:00:00:00:09", "state": ["PERMANENT"]} in neighbours
 
 
 def test_the_default_route_names_its_device(captured):
