@@ -1,5 +1,6 @@
 """Fixtures for tests against a real kernel: throwaway network namespaces,
-veth masters, and a way to call the plugin as a runtime does."""
+veth masters, LANs on a master's far side, and a way to call the plugin as a
+runtime does."""
 
 import fcntl
 import json
@@ -9,9 +10,12 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import sh
+
+from ipvlan_ip import host_access
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from vm import plugin_launcher  # noqa: E402
@@ -138,3 +142,38 @@ def podman(tmp_path_factory, worker_id):
     yield pm
     if pm.started:     # what a failed test left running
         pm.remove(*pm.started, check=False)
+
+
+class Lan(NamedTuple):
+    """A master whose far side (the LAN, a netns on its veth peer) has
+    `{net}.0.1`, the host `{net}.0.2` on the master. Each test has a `net`
+    of its own: a host route is one per address, whichever link it goes
+    through, so two tests on one address would take it from each other."""
+    master: str
+    ns: str
+    net: str
+
+    @property
+    def host(self) -> str:
+        return f"{self.net}.0.2"
+
+    @property
+    def lan(self) -> str:
+        return f"{self.net}.0.1"
+
+
+@pytest.fixture
+def make_lan(make_netns, make_master):
+    made = []
+
+    def make(net: str) -> Lan:
+        master, lan_ns = make_master(), make_netns()
+        ip("link", "set", master + "p", "netns", lan_ns)
+        ip("address", "add", f"{net}.0.1/24", "dev", master + "p", ns=lan_ns)
+        ip("link", "set", master + "p", "up", ns=lan_ns)
+        ip("address", "add", f"{net}.0.2/24", "dev", master)
+        made.append(master)
+        return Lan(master, lan_ns, net)
+    yield make
+    for master in made:
+        subprocess.run(["ip", "link", "del", host_access.link_name(master)], capture_output=True)

@@ -12,51 +12,15 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 from ipvlan_ip import host_access
 
-from .conftest import call_plugin, ip, ipj, reservations, unique
+from .conftest import Lan, call_plugin, ip, ipj, reservations, unique
 from .runtimes import eth, ipv4
 from .test_faults import failing_ip
 from .test_plugin import addresses_in, host_local, link_in, ok
-
-
-class Lan(NamedTuple):
-    """A master whose far side (the LAN, a netns on its veth peer) has
-    `{net}.0.1`, the host `{net}.0.2` on the master. Each test has a `net`
-    of its own: a host route is one per address, whichever link it goes
-    through, so two tests on one address would take it from each other."""
-    master: str
-    ns: str
-    net: str
-
-    @property
-    def host(self) -> str:
-        return f"{self.net}.0.2"
-
-    @property
-    def lan(self) -> str:
-        return f"{self.net}.0.1"
-
-
-@pytest.fixture
-def make_lan(make_netns, make_master):
-    made = []
-
-    def make(net: str) -> Lan:
-        master, lan_ns = make_master(), make_netns()
-        ip("link", "set", master + "p", "netns", lan_ns)
-        ip("address", "add", f"{net}.0.1/24", "dev", master + "p", ns=lan_ns)
-        ip("link", "set", master + "p", "up", ns=lan_ns)
-        ip("address", "add", f"{net}.0.2/24", "dev", master)
-        made.append(master)
-        return Lan(master, lan_ns, net)
-    yield make
-    for master in made:
-        subprocess.run(["ip", "link", "del", host_access.link_name(master)], capture_output=True)
 
 
 def conf_for(lan: Lan, ipam_dir: Path, mode: str, **extra) -> dict:
@@ -72,9 +36,13 @@ def conf_for(lan: Lan, ipam_dir: Path, mode: str, **extra) -> dict:
 
 
 def host_routes(master: str, version: int = 4) -> list[str]:
-    """The routes to containers through the host's link (not the kernel's fe80::/64)."""
-    shown = ipj(f"-{version}", "route", "show", "dev", host_access.link_name(master))
-    return sorted(r["dst"] for r in shown if not r["dst"].startswith("fe80:"))
+    """The routes to containers through the host's link (not the kernel's fe80::/64); none when
+    the link is gone: GC, which another test may run meanwhile, removes a host link no one uses."""
+    link = host_access.link_name(master)
+    shown = str(ip("-j", f"-{version}", "route", "show", "dev", link, check=False))     # nothing when it is gone
+    if not shown and link in [s["ifname"] for s in ipj("link", "show")]:
+        raise AssertionError(f"ip route show dev {link} printed nothing")
+    return sorted(r["dst"] for r in json.loads(shown or "[]") if not r["dst"].startswith("fe80:"))
 
 
 def pings(target: str, ns: str | None = None) -> bool:
