@@ -60,11 +60,3 @@ def test_a_missing_program_is_an_error_not_a_traceback():
         Runner().run(Command("x", ("no-such-program-ipvlan",)))
     assert caught.value.code == 100 and "is not installed" in caught.value.details
 
-
-def test_a_record_being_written_is_never_read_as_one_and_any_record_name_is(tmp_path):
-    # Records are named CONTAINERID:IFNAME, and an ifname may end in .tmp.
-    runner = Runner()
-    runner.save_record(str(tmp_path / "net" / "c1:eth0.tmp"), {"routes": []})
-    (tmp_path / "net" / ".c2:eth0.123").write_text("{half written")
-    assert runner.load_records(str(tmp_path)) == {"net/c1:eth0.tmp": {"routes": []}}
-    assert sorted(p.name for p in (tmp_path / "net").iterdir()) == [".c2:eth0.123", "c1:eth0.tmp"]

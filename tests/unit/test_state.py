@@ -1,5 +1,7 @@
-"""Runner.exclusive: one operation at a time per container, with a real flock
-on a file standing in for the netns file (flock treats them alike)."""
+"""state.py: Runner.exclusive, one operation at a time per container, with a
+real flock on a file standing in for the netns file (flock treats them
+alike), and the lock files of our own, fair to an exclusive waiter; the
+records, written so that no reader sees half of one."""
 
 import fcntl
 import threading
@@ -76,3 +78,12 @@ def test_shared_holders_run_together(tmp_path):
     with Runner(timeout=1).exclusive(lock, create=True, shared=True), \
             Runner(timeout=1).exclusive(lock, create=True, shared=True):
         pass
+
+
+def test_a_record_being_written_is_never_read_as_one_and_any_record_name_is(tmp_path):
+    # Records are named CONTAINERID:IFNAME, and an ifname may end in .tmp.
+    runner = Runner()
+    runner.save_record(str(tmp_path / "net" / "c1:eth0.tmp"), {"routes": []})
+    (tmp_path / "net" / ".c2:eth0.123").write_text("{half written")
+    assert runner.load_records(str(tmp_path)) == {"net/c1:eth0.tmp": {"routes": []}}
+    assert sorted(p.name for p in (tmp_path / "net").iterdir()) == [".c2:eth0.123", "c1:eth0.tmp"]
