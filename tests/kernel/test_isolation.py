@@ -4,15 +4,13 @@ the defect it names did harm, and reads the kernel (links, routes,
 neighbour entries) and the IPAM files to show that it does no more."""
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from ipvlan_ip import host_access
-from ipvlan_ip.runner import Runner
 
+from ..unit.test_state import overlapping_shared_holders
 from .conftest import call_plugin, ip, ipj, reservations, unique
 from .test_host_access import conf_for, host_routes, pings
 from .test_plugin import host_local, links_in, netconf, ok
@@ -147,23 +145,9 @@ def test_an_add_that_must_make_the_host_link_is_not_starved_by_shared_holders(ma
     # only once they all stopped. Here they never stop by themselves.
     lan = make_lan("10.134")
     lock = host_access.lock_path(host_access.link_name(lan.master))
-    stop = threading.Event()
-
-    def holder() -> None:
-        while not stop.is_set():
-            with Runner(timeout=120).exclusive(lock, create=True, shared=True):
-                time.sleep(0.3)
-    holders = [threading.Thread(target=holder) for _ in range(3)]
-    for n, thread in enumerate(holders):
-        thread.start()
-        time.sleep(0.1 * (n + 1))
-    try:
-        conf = conf_for(lan, ipam_dir, "l2")
+    conf = conf_for(lan, ipam_dir, "l2")
+    with overlapping_shared_holders(lock, hold=0.3):
         reply = call_plugin("ADD", conf, f"/run/netns/{netns}", container_id="c", env={"IPVLAN_IP_TIMEOUT": "20"})
-    finally:
-        stop.set()
-        for thread in holders:
-            thread.join()
     result = ok(reply)
     assert host_routes(lan.master) == [result["ips"][0]["address"].split("/")[0]]
     ok(call_plugin("DEL", conf, f"/run/netns/{netns}", container_id="c"))

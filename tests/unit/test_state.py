@@ -3,6 +3,7 @@ real flock on a file standing in for the netns file (flock treats them
 alike), and the lock files of our own, fair to an exclusive waiter; the
 records, written so that no reader sees half of one."""
 
+import contextlib
 import fcntl
 import threading
 import time
@@ -50,26 +51,34 @@ def test_nothing_to_hold_when_the_netns_is_gone(tmp_path):
         pass
 
 
-def test_a_waiting_exclusive_holder_is_not_starved_by_overlapping_shared_ones(tmp_path):
-    # hostAccess: ADDs hold the master's lock shared, overlapping; GC needs it exclusively.
-    lock = str(tmp_path / "locks" / "m.lock")
-    stop, got = threading.Event(), []
+@contextlib.contextmanager
+def overlapping_shared_holders(lock: str, hold: float = 0.2):
+    """Three threads holding `lock` shared in turn, overlapping so that one
+    always holds it (as ADDs that find the host's link do), until the block ends."""
+    stop = threading.Event()
 
-    def shared_holder():
+    def holder():
         while not stop.is_set():
-            with Runner(timeout=30).exclusive(lock, create=True, shared=True):
-                time.sleep(0.2)
-    holders = [threading.Thread(target=shared_holder) for _ in range(3)]
+            with Runner(timeout=120).exclusive(lock, create=True, shared=True):
+                time.sleep(hold)
+    holders = [threading.Thread(target=holder) for _ in range(3)]
     for n, thread in enumerate(holders):
         thread.start()
-        time.sleep(0.07 * (n + 1))      # always one of them holding it
+        time.sleep(hold / 3 * (n + 1))
     try:
-        with Runner(timeout=3).exclusive(lock, create=True):
-            got.append(True)
+        yield
     finally:
         stop.set()
         for thread in holders:
             thread.join()
+
+
+def test_a_waiting_exclusive_holder_is_not_starved_by_overlapping_shared_ones(tmp_path):
+    # hostAccess: ADDs hold the master's lock shared, overlapping; GC needs it exclusively.
+    lock = str(tmp_path / "locks" / "m.lock")
+    got = []
+    with overlapping_shared_holders(lock), Runner(timeout=3).exclusive(lock, create=True):
+        got.append(True)
     assert got == [True]
 
 
