@@ -114,10 +114,13 @@ def routes_on_host(link: str, container_ips: list[str], host_ips: list[str], mac
 
 
 def unroute(record: dict) -> Command:
-    """Take back what routes_on_host made, as the record lists it."""
+    """Take back what routes_on_host made, as the record lists it. A
+    neighbour entry goes by `neigh flush`: `neigh del` of an entry already
+    gone makes iproute2 exit mid-batch, and the lines after it never run."""
     link = record["link"]
     lines = [batch_line("route", "del", dst, "dev", link) for dst in record["routes"]]
-    lines += [batch_line("neigh", "del", address, "dev", link) for address in record["neighbours"]]
+    lines += [batch_line("neigh", "flush", "to", address, "dev", link, "nud", "permanent")
+              for address in record["neighbours"]]
     return Command(f"remove the routes through the host's link {link}", ("ip", "-force", "-batch", "-"),
                    tuple(lines), ok_if=GONE)
 
@@ -158,13 +161,15 @@ def container_lines(ifname: str, on_link: tuple[str, ...], host_ips: list[str], 
 
 
 def inspect_host(link: str, master: str) -> Command:
-    """CHECK's read of the host side: the link, the routes and neighbour
-    entries through it, and the master's addresses (the container's
-    neighbour entries toward them)."""
-    return Command(f"read the host's link {link}, the routes and neighbours through it, and {master}'s addresses",
+    """CHECK's read of the host side: the master's addresses (the
+    container's neighbour entries point at them), the link, and the routes
+    and neighbour entries through it. `address show -d` for both: a
+    `link show` in the batch would leave iproute2's filter set so that a
+    later `address show` lists no address."""
+    return Command(f"read {master}'s addresses, the host's link {link}, and the routes and neighbours through it",
                    ("ip", "-j", "-d", "-batch", "-"),
-                   (batch_line("link", "show", "dev", link), batch_line("route", "show", "table", "main", "dev", link),
-                    batch_line("neigh", "show", "dev", link), batch_line("address", "show", "dev", master)))
+                   (batch_line("address", "show", "dev", master), batch_line("address", "show", "dev", link),
+                    batch_line("route", "show", "table", "all", "dev", link), batch_line("neigh", "show", "dev", link)))
 
 
 # ---------------------------------------------------------------- the steps
@@ -273,13 +278,14 @@ def check(run, network: str, container_id: str, ifname: str, container_ips: list
         return [f"hostAccess: nothing is recorded for {container_id}:{ifname} in {network_dir(network)}"]
     link = recorded["link"]
     try:
-        (shown,), routes, neighbours, (master,) = run.run_json(inspect_host(link, recorded["master"]))
+        (master,), (shown,), routes, neighbours = run.run_json(inspect_host(link, recorded["master"]))
     except CniError as e:
         return [f"hostAccess: the host's link {link} or its master {recorded['master']} is missing: {e.details}"]
     problems = []
     if shown.get("linkinfo", {}).get("info_kind") != "ipvlan" or "UP" not in shown.get("flags", []):
         problems.append(f"hostAccess: the host's link {link} is not an ipvlan link that is up")
-    routed = {r.get("dst") for r in routes}
+    # `table main` would list IPv4 routes alone: every table, then main's.
+    routed = {r.get("dst") for r in routes if r.get("table", "main") == "main"}
     for address in container_ips:
         dst = single(address)
         if dst not in routed and dst.split("/")[0] not in routed:
