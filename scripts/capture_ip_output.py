@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 from vm import VM_DIR, host_has_ipvlan, run_in_vm  # noqa: E402
 
-from ipvlan_ip import commands  # noqa: E402
+from ipvlan_ip import commands, host_access  # noqa: E402
 from ipvlan_ip.commands import Addressing, LinkSpec, Netns  # noqa: E402
 
 OUT = REPO / "tests" / "fixtures" / "ip"
@@ -49,6 +49,9 @@ def steps(target: Netns) -> list:
         ("neighbour", commands.Command("", commands.ip(target, "neigh", "replace", "10.70.0.9", "lladdr",
                                                         "02:00:00:00:00:09", "dev", "eth0", "nud", "permanent"))),
         ("inspect", commands.inspect_container(target, "eth0")),
+        ("address_master", commands.Command("", commands.ip(None, "address", "add", "10.71.0.2/24", "dev", MASTER))),
+        # hostAccess's CHECK, with the master's veth peer standing in for the host's link
+        ("inspect_host", host_access.inspect_host(MASTER + "p", MASTER)),
         ("default_route", commands.show_default_routes(target, 4)),
         ("show_master_missing", commands.show_master(None, "nosuchm0")),
         ("delete_missing", commands.delete_link(target, "nosuch0")),

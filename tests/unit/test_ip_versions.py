@@ -80,6 +80,13 @@ def test_check_reads_the_link_its_addresses_routes_and_neighbours(captured):
     assert {"dst": "10.70.0.9", "lladdr": "02:00:00:00:00:09", "state": ["PERMANENT"]} in neighbours
 
 
+def test_check_of_the_host_side_reads_the_masters_addresses(captured):
+    # A read that listed no address would make the check of the container's neighbour entries vacuous.
+    master, link, routes, neighbours = parse_json_stream(captured["inspect_host"]["stdout"])
+    assert [a["local"] for a in master[0]["addr_info"] if a["scope"] == "global"] == ["10.71.0.2"]
+    assert link[0]["ifname"] == "capm0p" and isinstance(routes, list) and isinstance(neighbours, list)
+
+
 def test_the_default_route_names_its_device(captured):
     [[route]] = parse_json_stream(captured["default_route"]["stdout"])
     assert route["dst"] == "default" and route["dev"] == "eth0"
