@@ -213,6 +213,8 @@ def test_check_reads_the_neighbour_entries_host_access_needs_in_l2(side, make_la
         ip("neigh", "del", address, "dev", host_access.link_name(lan.master))
     else:
         ip("neigh", "del", lan.host, "dev", "eth0", ns=netns)
-    drifted = call_plugin("CHECK", {**conf, "prevResult": prev}, f"/run/netns/{netns}", container_id="c")
-    assert drifted.code == 1 and "neighbour entry" in drifted.out["details"], drifted.stdout
+    drifted = call_plugin("CHECK", {**conf, "prevResult": prev}, f"/run/netns/{netns}", container_id="c",
+                          env={"IPVLAN_IP_DEBUG": "1"})
+    assert drifted.code == 1 and "neighbour entry" in drifted.out["details"], \
+        drifted.stdout + drifted.stderr + str(ip("neigh", "show", ns=netns))
     ok(call_plugin("DEL", conf, f"/run/netns/{netns}", container_id="c"))

@@ -35,9 +35,10 @@ def snapshot(spaces: list[str], masters: list[str], ipam_dir: Path) -> dict:
     for links in kernel.values():
         for link in links:
             link.pop("stats64", None)
-            for address in link.get("addr_info", []):     # lifetimes count down
+            for address in link.get("addr_info", []):     # lifetimes count down, DAD ends
                 address.pop("valid_life_time", None)
                 address.pop("preferred_life_time", None)
+                address.pop("tentative", None)
     files = {str(p.relative_to(ipam_dir)): p.read_text() for p in ipam_dir.rglob("*") if p.is_file()}
     return {"kernel": kernel, "files": files}
 
