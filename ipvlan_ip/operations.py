@@ -474,7 +474,11 @@ def gc(conf: NetConf, env: CniEnv, run) -> None:
     tried; the failures are reported together at the end."""
     import json
     attachments = json.loads(conf.stdin).get("cni.dev/valid-attachments", [])
-    valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in attachments if isinstance(a, dict)}
+    # Read wrongly, it would say that nothing is valid, and GC would take what live containers use.
+    if not (isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)):
+        raise CniError(INVALID_CONFIG, "cni.dev/valid-attachments must be a list of objects "
+                       "({\"containerID\": …, \"ifname\": …}); nothing was collected")
+    valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in attachments}
     failed = host_access.collect(run, conf.name, valid)
     if conf.ipam_type:
         try:

@@ -107,6 +107,15 @@ def _recording(ipam_answer):
     return make, made
 
 
+@pytest.mark.parametrize("valid", [{"containerID": "c1"}, "c1", [["c1", "eth0"]], 7])
+def test_gc_refuses_valid_attachments_it_cannot_read_before_collecting_anything(valid):
+    make, runner = _recording((0, ""))
+    conf = json.dumps({**GOOD, "cniVersion": "1.1.0", "cni.dev/valid-attachments": valid}).encode()
+    out = io.StringIO()
+    assert plugin.main({"CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni"}, conf, out, make_runner=make) == 1
+    assert json.loads(out.getvalue())["code"] == 7 and runner[0].calls == []
+
+
 def test_check_and_status_need_recent_versions():
     assert answer({**ENV, "CNI_COMMAND": "CHECK"}, {**GOOD, "cniVersion": "0.3.1"})[1]["code"] == 1
     assert answer({**ENV, "CNI_COMMAND": "STATUS"}, GOOD)[1]["code"] == 1
