@@ -38,14 +38,17 @@ class State:
         first. flock alone grants a shared lock while an exclusive one waits,
         so a stream of overlapping shared holders would starve the waiter."""
         deadline = time.monotonic() + self.timeout
+        gate = -1
         try:
             if create:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = _lock_file(path)
                 gate = _lock_file(f"{path}.gate")
+                fd = _lock_file(path)
             else:
-                fd, gate = open_namespace_file(path), -1
+                fd = open_namespace_file(path)
         except OSError:     # gone, or no netns: the operation itself says so
+            if gate >= 0:
+                os.close(gate)
             yield
             return
         try:
