@@ -265,11 +265,9 @@ def _name(run, steps: list, made: Made) -> None:
 
 
 def _explain_create_failure(failure: BatchFailure, spec: LinkSpec) -> CniError:
-    if "Device or resource busy" in failure.message:
-        return CniError(MASTER_FAILURE, f"failed to create ipvlan on {spec.master!r}: the master is busy, "
-                        "most likely because it already carries macvlan links (a master cannot serve "
-                        "both macvlan and ipvlan)")
-    return CniError(LINK_FAILURE, f"failed to create ipvlan: `{failure.line}`: {failure.message}")
+    # A busy master is the master's fault (macvlan links on it): advice.py says what to do.
+    code = MASTER_FAILURE if "Device or resource busy" in failure.message else LINK_FAILURE
+    return CniError(code, f"failed to create ipvlan on {spec.master!r}: `{failure.line}`: {failure.message}")
 
 
 # ---------------------------------------------------------------- DEL

@@ -43,7 +43,11 @@ def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None
         error = e
     except Exception as e:  # never a traceback: the runtime wants JSON
         error = CniError(INTERNAL, f"{type(e).__name__}: {e}")
-    print(f"ipvlan-ip: {error.details}", file=sys.stderr)
+    from .advice import explained  # the error path's alone
+    advised = explained(error)
+    said = f"{error.details}; {advised.msg}" if advised is not error else error.details
+    error = advised
+    print(f"ipvlan-ip: {said}", file=sys.stderr)
     if echo:
         echo(f"# error: {json.dumps(error.as_result(answer_version))}")
     _print(error.as_result(answer_version), stdout)

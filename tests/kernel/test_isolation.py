@@ -27,6 +27,7 @@ def test_a_failed_host_access_add_leaves_the_other_containers_route(make_lan, ma
 
     refused = call_plugin("ADD", b_conf, f"/run/netns/{b}", container_id=b)
     assert refused.code == 1 and "already assigned" in refused.out["details"], refused.stdout
+    assert "range of its own" in refused.out["msg"]                 # what to do
     assert links_in(b) == ["lo"] and reservations(tmp_path / "ipam-b") == []
 
     assert host_routes(lan.master) == [address]             # A's route is still A's
