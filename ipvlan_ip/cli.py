@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--cni-conf-dir", action="append", metavar="DIR",
                       help="where network configs are (repeatable; default /etc/cni/net.d)")
     show.add_argument("--cache-dir", default="/var/lib/cni/results", help="the runtimes' CNI result cache")
+    doctor = sub.add_parser("doctor", help="check this node, and network configs, before the first pod "
+                                           "(read-only, but for one throwaway netns); exit 1 on a failure")
+    doctor.add_argument("config", nargs="*", help="network configs or conflists to check")
+    doctor.add_argument("--cni-bin-dir", action="append", metavar="DIR",
+                        help="where the plugins are (repeatable; default /opt/cni/bin)")
+    doctor.add_argument("--json", action="store_true", help="the document schemas/doctor.schema.json describes")
     inst = sub.add_parser("install", help="put a launcher for this installation, or with --standalone the "
                                           "whole plugin as one file, into the CNI bin dir")
     inst.add_argument("--cni-bin-dir", default="/opt/cni/bin")
@@ -83,6 +89,8 @@ def main(argv: list[str]) -> int:
         return _conflist(args)
     if args.subcommand == "show":
         return _show(args)
+    if args.subcommand == "doctor":
+        return _doctor(args)
     parser.print_help(sys.stderr)
     return 2
 
@@ -141,6 +149,16 @@ def _show(args) -> int:
     return 0
 
 
+def _doctor(args) -> int:
+    import json
+
+    from . import doctor
+    from .runner import Runner
+    report = doctor.examine(Runner(), args.config, args.cni_bin_dir or list(doctor.DEFAULT_BIN_DIRS))
+    sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else doctor.as_text(report))
+    return 1 if report["summary"]["failures"] else 0
+
+
 def validate(path: str) -> int:
     """Each problem as 'file: $.json.path: reason'; exit 0 when valid, 1 when not, 2 when unreadable."""
     import json
@@ -150,14 +168,10 @@ def validate(path: str) -> int:
         data = json.loads(_read(path))
     except (OSError, ValueError) as e:
         return _fail(f"cannot read {path}: {e}", 2)
-    problems = []
-    if isinstance(data, dict) and isinstance(data.get("plugins"), list):
-        # A conflist: the runtime adds name and cniVersion to each plugin's config.
-        for n, conf in enumerate(data["plugins"]):
-            if isinstance(conf, dict) and conf.get("type") == "ipvlan-ip":
-                merged = {"name": data.get("name"), "cniVersion": data.get("cniVersion"), **conf}
-                merged = {k: v for k, v in merged.items() if v is not None}
-                problems += [p.replace("$", f"$.plugins[{n}]", 1) for p in validation.problems("netconf", merged)]
+    if isinstance(data, dict):
+        from .doctor import ours  # a conflist: each plugin of ours, as the runtime gives it its config
+        problems = [p.replace("$", where, 1) for where, conf in ours(data)
+                    for p in validation.problems("netconf", conf)]
     else:
         problems = validation.problems("netconf", data)
     for problem in problems:

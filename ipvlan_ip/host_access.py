@@ -329,11 +329,16 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
             try:
                 with run.exclusive(lock_path(link), create=True):
                     if link not in _in_use(run):     # an ADD may have claimed it meanwhile
-                        run.run(Command(f"remove the host's link {link}: no container uses it",
-                                        ("ip", "link", "del", "dev", link), ok_if=GONE))
+                        remove_link(run, link)
             except CniError as e:
                 failed.append(e.wrap(f"hostAccess: removing the host's link {link}"))
     return failed
+
+
+def remove_link(run, link: str) -> None:
+    """Remove the host's link, under the master's lock held exclusively, once no container uses it."""
+    run.run(Command(f"remove the host's link {link}: no container uses it", ("ip", "link", "del", "dev", link),
+                    ok_if=GONE))
 
 
 _LINK = re.compile(r"ipvh[0-9a-f]{8}")

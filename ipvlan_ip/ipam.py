@@ -18,7 +18,9 @@ def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise CniError(INVALID_CONFIG, f"could not find plugin {plugin_type!r} in CNI_PATH {':'.join(paths)}")
+    raise CniError(INVALID_CONFIG, f"could not find plugin {plugin_type!r} in CNI_PATH {':'.join(paths)}: "
+                   "install it into one of those dirs (Debian's containernetworking-plugins puts the reference "
+                   "plugins in /usr/lib/cni), or fix \"type\"")
 
 
 def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None = None) -> str:

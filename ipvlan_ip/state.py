@@ -99,6 +99,10 @@ class State:
         except FileNotFoundError:
             return None
 
+    def writable(self, directory: str) -> bool:
+        """Whether this process may make files in `directory` (doctor)."""
+        return os.access(directory, os.W_OK | os.X_OK)
+
     def load_records(self, directory: str) -> dict[str, dict]:
         """Every record below `directory`, by its path relative to it."""
         found = {}

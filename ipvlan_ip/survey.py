@@ -84,6 +84,17 @@ class Survey:
             pos += (length + 3) & ~3
         return None
 
+    def command_lines(self) -> list[list[str]]:
+        """The argv of every running process (doctor looks for the dhcp daemon's flags)."""
+        found = []
+        for pid in _listdir("/proc"):
+            if pid.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")[:-1]
+                    if argv:
+                        found.append([a.decode(errors="replace") for a in argv])
+        return found
+
     def read_files(self, directory: str, depth: int) -> dict[str, str]:
         """The text of each regular file `depth` levels below `directory`, by
         its path relative to it (host-local's reservations, libcni's cache)."""

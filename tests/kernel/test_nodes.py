@@ -92,5 +92,12 @@ def test_the_kernel_tests_pass_on_the_node(node):
         conf = {"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "mode": "l4"}
         refused = root.run(f"{NODE_BIN}/ipvlan-ip", "validate", "-", input=json.dumps(conf))
         assert refused.returncode == 1 and "$.mode: must be one of" in refused.stdout, refused.stdout + refused.stderr
+        # doctor's node checks, with the node's own Python and iproute2, pass there.
+        checked = root.run(f"{NODE_BIN}/ipvlan-ip", "doctor", "--json")
+        node_found = {f["check"]: f for f in json.loads(checked.stdout)["node"]}
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert node_found["python"]["text"].startswith(EXPECTED[name][0])
+        assert node_found["iproute2"]["text"].startswith(EXPECTED[name][1].replace("-", " "))
+        assert node_found["ipvlan"]["status"] == "ok"
     assert done.returncode == 0, f"on {name} ({versions}):\n" + done.stdout[-4000:] + done.stderr[-2000:]
     assert done.stdout.splitlines()[-1].startswith(f"{COUNTS[name]} passed"), done.stdout[-500:]   # all ran

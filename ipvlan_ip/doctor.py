@@ -1,0 +1,288 @@
+"""`ipvlan-ip doctor`: a node, and the network configs it will serve, checked
+before the first pod, so that what would fail an ADD (on one node out of
+many, when a pod starts) is named first, with what to do.
+
+Read-only but for one real try: the kernel is asked to make an ipvlan link,
+in a throwaway netns on a throwaway veth master, removed afterwards, since
+no file tells whether the ipvlan driver is built in, a module, or missing.
+
+The first part builds commands and findings (pure); the second runs the
+checks through the runner.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections import namedtuple
+
+from . import advice, config, dhcp, host_access, ipam, validation
+from .commands import Command
+from .errors import CniError
+
+PYTHON = ((3, 9), (3, 13))      # the supported range (README.md, "Supported nodes")
+IPROUTE2 = (5, 9)
+DEFAULT_BIN_DIRS = ("/opt/cni/bin",)
+
+
+class Finding(namedtuple("Finding", "status check text fix", defaults=("",))):
+    """One line of the report: `status` ok, warning or failure; `fix` what
+    to do, as a command where there is one."""
+    __slots__ = ()
+
+
+def ok(check: str, text: str) -> Finding:
+    return Finding("ok", check, text)
+
+
+def warning(check: str, text: str, fix: str) -> Finding:
+    return Finding("warning", check, text, fix)
+
+
+def failure(check: str, text: str, fix: str) -> Finding:
+    return Finding("failure", check, text, fix)
+
+
+# ---------------------------------------------------------------- the commands and the verdicts
+
+def ipvlan_probe(ns: str) -> list[Command]:
+    """Make an ipvlan link on a veth, all inside the throwaway netns `ns`."""
+    return [Command(f"make the throwaway netns {ns}", ("ip", "netns", "add", ns)),
+            Command("a veth to stand in for a master", ("ip", "-n", ns, "link", "add", "dr0", "type", "veth",
+                                                        "peer", "name", "dr1")),
+            Command("an ipvlan link on it", ("ip", "-n", ns, "link", "add", "link", "dr0", "name", "dr2",
+                                             "type", "ipvlan", "mode", "l2"))]
+
+
+def remove_probe(ns: str) -> Command:
+    return Command(f"remove the throwaway netns {ns}", ("ip", "netns", "del", ns))
+
+
+def python_finding(version: tuple[int, ...]) -> Finding:
+    shown = ".".join(map(str, version[:3]))
+    if version[:2] < PYTHON[0]:
+        return failure("python", f"Python {shown} is older than 3.9, which ipvlan-ip needs",
+                       "install python3 3.9 or later (Debian 11 and later, Ubuntu 22.04 and later, RHEL 9 have it)")
+    if version[:2] > PYTHON[1]:
+        return warning("python", f"Python {shown} is newer than 3.13, the newest ipvlan-ip is tested with",
+                       "run the test suite on this node's Python, or use python3 3.9 to 3.13")
+    return ok("python", f"Python {shown}")
+
+
+def iproute2_finding(said: str) -> Finding:
+    """From `ip -V`: "ip utility, iproute2-6.1.0, libbpf 1.1.2"."""
+    found = re.search(r"iproute2-(\d+)\.(\d+)", said)
+    if not found:
+        return failure("iproute2", f"`ip -V` says {said.strip()!r}: an iproute2 older than 5.9, or not iproute2",
+                       "install iproute2 5.9 or later (apt-get install iproute2)")
+    version = (int(found.group(1)), int(found.group(2)))
+    if version < IPROUTE2:
+        return failure("iproute2", f"iproute2 {version[0]}.{version[1]} is older than 5.9",
+                       "install iproute2 5.9 or later (Debian 11 has 5.9)")
+    return ok("iproute2", f"iproute2 {version[0]}.{version[1]}")
+
+
+def ours(data: dict, type_name: str = "ipvlan-ip") -> list[tuple[str, dict]]:
+    """(JSON path, config) of each of our plugin's configs in a network
+    config or conflist, with the name and cniVersion a runtime adds to each
+    plugin of a conflist."""
+    if not isinstance(data.get("plugins"), list):
+        return [("$", data)]
+    found = []
+    for n, conf in enumerate(data["plugins"]):
+        if isinstance(conf, dict) and conf.get("type") == type_name:
+            merged = {"name": data.get("name"), "cniVersion": data.get("cniVersion"), **conf}
+            found.append((f"$.plugins[{n}]", {k: v for k, v in merged.items() if v is not None}))
+    return found
+
+
+def master_findings(conf: dict, master: dict | None, name: str, links: list[dict]) -> list[Finding]:
+    """The master as `ip -j -d address show` listed it (None: not there) can carry our links."""
+    check = f"master {name}"
+    if master is None:
+        return [failure(check, f"there is no interface {name} on this node",
+                        "name an interface this node has in \"master\" (ip link show)")]
+    found = []
+    kind = master.get("linkinfo", {}).get("info_kind")
+    if kind == "ipvlan":
+        found.append(failure(check, f"{name} is itself an ipvlan link", "name its own master instead"))
+    if "UP" not in master.get("flags", []):
+        found.append(failure(check, f"{name} is down", f"ip link set dev {name} up"))
+    macvlans = [link["ifname"] for link in links
+                if link.get("link") == name and link.get("linkinfo", {}).get("info_kind") == "macvlan"]
+    if macvlans:
+        found.append(failure(check, f"{name} carries macvlan links ({', '.join(macvlans)}), and a master serves "
+                                    "macvlan or ipvlan, not both",
+                             f"use another master, or remove them (ip link del dev {macvlans[0]})"))
+    mtu = conf.get("mtu") or 0
+    if isinstance(mtu, int) and mtu > master.get("mtu", 0):
+        found.append(failure(f"mtu {mtu}", f"above {name}'s MTU {master.get('mtu')}",
+                             f"lower \"mtu\" to at most {master.get('mtu')}, or leave it out"))
+    if conf.get("hostAccess") and not host_access.host_addresses(master):
+        found.append(failure("hostAccess", f"the host has no address on {name}, so its containers cannot "
+                                           "answer it", f"ip address add ADDRESS/PREFIX dev {name}"))
+    return found or [ok(check, f"{name} is up, MTU {master.get('mtu')}"
+                               + (f", kind {kind}" if kind else "") + ", no macvlan links")]
+
+
+def plugin_finding(plugin_type: str, found: str | None, bin_dirs: list[str]) -> Finding:
+    check = f"plugin {plugin_type}"
+    if found:
+        return ok(check, found)
+    return failure(check, f"{plugin_type} is not an executable file in {':'.join(bin_dirs)}",
+                   "install it there (Debian: apt-get install containernetworking-plugins puts it in "
+                   "/usr/lib/cni), or name the right dir with --cni-bin-dir")
+
+
+def as_text(report: dict) -> str:
+    lines = []
+    for heading, findings in [("node", report["node"]),
+                              *((f"config {c['file']}", c["findings"]) for c in report["configs"])]:
+        lines.append(f"{heading}:")
+        for f in findings:
+            lines.append(f"  {f['status']:<8}{f['check']}: {f['text']}")
+            if f.get("fix"):
+                lines.append(f"  {'':<8}  what to do: {f['fix']}")
+    counts = report["summary"]
+    lines.append(f"{counts['failures']} failures, {counts['warnings']} warnings")
+    return "\n".join(lines) + "\n"
+
+
+def report(node: list[Finding], configs: list[tuple[str, list[Finding]]]) -> dict:
+    """The document schemas/doctor.schema.json describes."""
+    every = [*node, *(f for _, findings in configs for f in findings)]
+    return {"node": [_entry(f) for f in node],
+            "configs": [{"file": path, "findings": [_entry(f) for f in findings]} for path, findings in configs],
+            "summary": {"failures": sum(f.status == "failure" for f in every),
+                        "warnings": sum(f.status == "warning" for f in every)}}
+
+
+def _entry(f: Finding) -> dict:
+    return {"status": f.status, "check": f.check, "text": f.text, **({"fix": f.fix} if f.fix else {})}
+
+
+# ---------------------------------------------------------------- the checks
+
+def check_node(run) -> list[Finding]:
+    found = [python_finding(sys.version_info[:3])]
+    try:
+        found.append(iproute2_finding(run.run(Command("the iproute2 version", ("ip", "-V")))))
+        run.run_json(Command("ip -j must print JSON", ("ip", "-j", "link", "show", "dev", "lo")))
+        found.append(ok("ip -j", "prints JSON"))
+    except (CniError, ValueError) as e:
+        found.append(failure("ip", f"cannot run `ip -j`: {getattr(e, 'details', e)}",
+                             "install iproute2 5.9 or later (apt-get install iproute2)"))
+        return found
+    found.append(_try_ipvlan(run))
+    found.append(ok("/run", "writable") if run.writable("/run") else
+                 failure("/run", "not writable: the plugin keeps its locks and records in /run/ipvlan-ip",
+                         "run the plugin as root, with /run writable, as runtimes do"))
+    return found
+
+
+def _try_ipvlan(run) -> Finding:
+    ns = f"ipvlan-doctor-{os.getpid()}"
+    try:
+        for cmd in ipvlan_probe(ns):
+            run.run(cmd)
+        return ok("ipvlan", "this kernel makes ipvlan links (tried in a throwaway netns)")
+    except CniError as e:
+        return failure("ipvlan", f"this kernel cannot make an ipvlan link: {e.details}",
+                       advice.advise(e.details) or "see the message above")
+    finally:
+        with contextlib.suppress(CniError):
+            run.run(remove_probe(ns)._replace(ok_if=("No such file or directory",)))
+
+
+def check_config(run, path: str, bin_dirs: list[str], links: list[dict] | None = None) -> list[Finding]:
+    """Each of our plugin's configs in the file at `path`; `links` is the
+    host's `ip -j -d address show`, read once for every file."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError) as e:
+        return [failure("file", f"cannot read {path}: {e}", "give a network config or conflist in JSON")]
+    if not isinstance(data, dict):
+        return [failure("file", f"{path} holds no JSON object", "give a network config or conflist in JSON")]
+    found = []
+    if isinstance(data.get("plugins"), list):
+        for plugin in data["plugins"]:
+            if isinstance(plugin, dict) and isinstance(plugin.get("type"), str):
+                found.append(plugin_finding(plugin["type"], _find(plugin["type"], bin_dirs), bin_dirs))
+    for where, conf in ours(data):
+        found += _check_ours(run, where, conf, bin_dirs, links if links is not None else _links(run))
+    if not found:
+        found.append(warning("plugins", "no ipvlan-ip plugin in this conflist", "add one of type \"ipvlan-ip\""))
+    return found
+
+
+def _check_ours(run, where: str, conf: dict, bin_dirs: list[str], links: list[dict]) -> list[Finding]:
+    problems = validation.problems("netconf", conf)
+    if problems:
+        return [failure("schema", p.replace("$", where, 1), "ipvlan-ip validate FILE lists every problem; "
+                                                            "README.md, \"Network configuration reference\"")
+                for p in problems]
+    found = [ok("schema", f"{where} is a valid ipvlan-ip config")]
+    refused = config.refusal(conf)
+    if refused:
+        found.append(failure("combination", refused, "change the config as the message says"))
+    master = conf.get("master", "")
+    if master == "ipam":
+        found.append(ok("master", "the IPAM result names it; checked at each ADD"))
+    else:
+        name = master or _default_route_interface(run)
+        if not name:
+            found.append(failure("master", "no master is named and this node has no default route",
+                                 "name the master in \"master\""))
+        else:
+            found += master_findings(conf, next((link for link in links if link.get("ifname") == name), None),
+                                     name, links)
+    ipam = conf.get("ipam") or {}
+    if ipam.get("type"):
+        found.append(plugin_finding(ipam["type"], _find(ipam["type"], bin_dirs), bin_dirs))
+    if ipam.get("type") == "dhcp":
+        found.append(_dhcp_finding(run, dhcp.socket_path(ipam)))
+    return found
+
+
+def _dhcp_finding(run, socket: str) -> Finding:
+    if not run.listening(socket):
+        return failure("dhcp", f"no dhcp daemon listens on {socket}", dhcp.START)
+    daemons = [argv for argv in run.command_lines() if any(a.endswith("dhcp") for a in argv[:1]) and
+               "daemon" in argv]
+    if daemons and not any("-broadcast" in argv for argv in daemons):
+        return warning("dhcp", f"the dhcp daemon ({' '.join(daemons[0])}) runs without -broadcast: in an ipvlan "
+                               "link, which has no address yet, the server's unicast replies never arrive",
+                       "restart it with -broadcast (README.md, \"Addresses from your LAN's DHCP server\")")
+    return ok("dhcp", f"a daemon listens on {socket}; it must run with -broadcast")
+
+
+def _find(plugin_type: str, bin_dirs: list[str]) -> str | None:
+    try:
+        return ipam.find_plugin(plugin_type, tuple(bin_dirs))
+    except CniError:
+        return None
+
+
+def _links(run) -> list[dict]:
+    return run.run_json(Command("every link of the host, with its addresses", ("ip", "-j", "-d", "address", "show")))[0]
+
+
+def _default_route_interface(run) -> str:
+    for version in ("-4", "-6"):
+        routes = run.run_json(Command("the default route", ("ip", "-j", version, "route", "show", "default")))[0]
+        if routes and routes[0].get("dev"):
+            return routes[0]["dev"]
+    return ""
+
+
+def examine(run, paths: list[str], bin_dirs: list[str]) -> dict:
+    node = check_node(run)
+    try:
+        links = _links(run) if paths else []
+    except CniError as e:     # no usable ip: the node's findings say so
+        unread = [failure("links", f"cannot list this node's links: {e.details}", "see the node's findings")]
+        return report(node, [(path, unread) for path in paths])
+    return report(node, [(path, check_config(run, path, bin_dirs, links)) for path in paths])

@@ -1,0 +1,88 @@
+"""`ipvlan-ip doctor`: its verdicts from data (the versions, the master as
+`ip -j -d address show` lists it, the plugins on disk), the report against
+schemas/doctor.schema.json, and a real run on this machine, whose kernel has
+no ipvlan: the node check names it, says what to do, and leaves nothing.
+tests/kernel/test_doctor.py checks configs against the VM's real kernel."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ipvlan_ip import doctor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from vm import host_has_ipvlan  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "schemas" / "doctor.schema.json").read_text())
+FIXTURES = REPO / "tests" / "fixtures" / "ip"
+
+
+@pytest.mark.parametrize("version, status", [((3, 8, 10), "failure"), ((3, 9, 2), "ok"), ((3, 13, 5), "ok"),
+                                             ((3, 14, 0), "warning")])
+def test_python_versions(version, status):
+    assert doctor.python_finding(version).status == status
+
+
+@pytest.mark.parametrize("node", ["bullseye", "bookworm", "trixie"])
+def test_each_supported_iproute2_passes(node):
+    said = json.loads((FIXTURES / f"{node}.json").read_text())["iproute2"]    # as `ip -V` names it
+    assert doctor.iproute2_finding(f"ip utility, {said}, libbpf 1.1.2").status == "ok"
+
+
+def test_an_old_or_unknown_ip_fails_with_what_to_do():
+    for said in ("ip utility, iproute2-5.4.0", "ip utility, iproute2-ss200127", "BusyBox v1.35.0 multi-call binary"):
+        found = doctor.iproute2_finding(said)
+        assert found.status == "failure" and "iproute2 5.9" in found.fix
+
+
+MASTER = {"ifname": "eth0", "flags": ["BROADCAST", "UP"], "mtu": 1500, "linkinfo": {"info_kind": "veth"},
+          "addr_info": [{"local": "10.1.0.2", "prefixlen": 24, "scope": "global"}]}
+
+
+@pytest.mark.parametrize("conf, master, links, said", [
+    ({}, None, [], "there is no interface eth0"),
+    ({}, {**MASTER, "flags": ["BROADCAST"]}, [], "ip link set dev eth0 up"),
+    ({}, {**MASTER, "linkinfo": {"info_kind": "ipvlan"}}, [], "itself an ipvlan link"),
+    ({}, MASTER, [{"ifname": "mv0", "link": "eth0", "linkinfo": {"info_kind": "macvlan"}}], "ip link del dev mv0"),
+    ({"mtu": 9000}, MASTER, [], "at most 1500"),
+    ({"hostAccess": True}, {**MASTER, "addr_info": []}, [], "ip address add ADDRESS/PREFIX dev eth0"),
+])
+def test_each_master_problem_is_a_failure_that_says_what_to_do(conf, master, links, said):
+    [found] = doctor.master_findings(conf, master, "eth0", links)
+    assert found.status == "failure" and said in found.text + found.fix
+
+
+def test_a_good_master_is_one_ok_line():
+    [found] = doctor.master_findings({"mtu": 1400, "hostAccess": True}, MASTER, "eth0", [])
+    assert found.status == "ok"
+
+
+def test_the_report_meets_its_schema_and_every_problem_has_a_fix():
+    node = [doctor.ok("python", "Python 3.11.2"), doctor.failure("ipvlan", "no driver", "modprobe ipvlan")]
+    configs = [("a.conf", [doctor.warning("dhcp", "no -broadcast", "restart it with -broadcast")])]
+    report = doctor.report(node, configs)
+    jsonschema.validate(report, SCHEMA)
+    assert report["summary"] == {"failures": 1, "warnings": 1}
+    with pytest.raises(jsonschema.ValidationError):       # the schema holds a failure without a fix
+        jsonschema.validate({**report, "node": [{"status": "failure", "check": "x", "text": "y"}]}, SCHEMA)
+    assert "what to do: modprobe ipvlan" in doctor.as_text(report)
+
+
+@pytest.mark.skipif(host_has_ipvlan(), reason="this kernel has ipvlan; tests/kernel/test_doctor.py covers a good one")
+def test_on_this_kernel_without_ipvlan_the_node_check_fails_saying_what_to_do_and_leaves_nothing(tmp_path):
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    done = subprocess.run([sys.executable, "-m", "ipvlan_ip", "doctor", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    report = json.loads(done.stdout)
+    jsonschema.validate(report, SCHEMA)
+    [ipvlan] = [f for f in report["node"] if f["check"] == "ipvlan"]
+    assert done.returncode == 1 and ipvlan["status"] == "failure" and "Unknown device type" in ipvlan["text"]
+    assert "modprobe ipvlan" in ipvlan["fix"]
+    assert {f["check"]: f["status"] for f in report["node"]}["iproute2"] == "ok"
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == before
