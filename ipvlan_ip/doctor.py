@@ -207,10 +207,10 @@ def check_config(run, path: str, bin_dirs: list[str], links: list[dict] | None =
     if not isinstance(data, dict):
         return [failure("file", f"{path} holds no JSON object", "give a network config or conflist in JSON")]
     found = []
-    if isinstance(data.get("plugins"), list):
-        for plugin in data["plugins"]:
-            if isinstance(plugin, dict) and isinstance(plugin.get("type"), str):
-                found.append(plugin_finding(plugin["type"], _find(plugin["type"], bin_dirs), bin_dirs))
+    plugins = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
+    for plugin in plugins:
+        if isinstance(plugin, dict) and isinstance(plugin.get("type"), str):
+            found.append(plugin_finding(plugin["type"], _find(plugin["type"], bin_dirs), bin_dirs))
     for where, conf in ours(data):
         found += _check_ours(run, where, conf, bin_dirs, links if links is not None else _links(run))
     if not found:

@@ -74,6 +74,21 @@ def test_the_report_meets_its_schema_and_every_problem_has_a_fix():
     assert "what to do: modprobe ipvlan" in doctor.as_text(report)
 
 
+def test_a_config_file_and_each_plugin_of_a_conflist_must_be_in_the_bin_dirs(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "host-local").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "host-local").chmod(0o755)
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0", "ipam": {"type": "host-local"}}
+    single, conflist = tmp_path / "n.conf", tmp_path / "n.conflist"
+    single.write_text(json.dumps(conf))
+    conflist.write_text(json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [
+        {k: v for k, v in conf.items() if k not in ("name", "cniVersion")}, {"type": "tuning"}]}))
+    for path, missing in ((single, {"plugin ipvlan-ip"}), (conflist, {"plugin ipvlan-ip", "plugin tuning"})):
+        found = doctor.check_config(None, str(path), [str(tmp_path / "bin")], links=[MASTER])
+        assert {f.check for f in found if f.status == "failure"} == missing, found
+        assert {f.check: f.status for f in found}["plugin host-local"] == "ok"
+
+
 @pytest.mark.skipif(host_has_ipvlan(), reason="this kernel has ipvlan; tests/kernel/test_doctor.py covers a good one")
 def test_on_this_kernel_without_ipvlan_the_node_check_fails_saying_what_to_do_and_leaves_nothing(tmp_path):
     before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
