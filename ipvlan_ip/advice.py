@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 
+_MTU = "the MTU asked for is above what the master allows: lower `mtu` to at most the master's, or leave it out"
+_ROOT = "the plugin must run as root, with CAP_NET_ADMIN and CAP_SYS_ADMIN, as container runtimes run it"
+
 # (what the kernel or iproute2 says, what to do), the more specific first.
 ADVICE = (
     ("Unknown device type",
@@ -21,20 +24,16 @@ ADVICE = (
     ("Address already assigned to an ipvlan device",
      "another container on this master holds that address: give each network on one master an IPAM range of "
      "its own, or release the stale reservation"),
-    ("mtu greater than device maximum",
-     "the MTU asked for is above what the master allows: lower `mtu` to at most the master's, or leave it out"),
-    ("Numerical result out of range",
-     "the MTU asked for is above what the master allows: lower `mtu` to at most the master's, or leave it out"),
+    ("mtu greater than device maximum", _MTU),
+    ("Numerical result out of range", _MTU),
     ("File exists",
      "an interface or route of that name exists already, most likely left by an ADD of this container that "
      "did not finish: the runtime's DEL removes it, then ADD again"),
     ("No such device",
      "the master or the container's interface disappeared while the call ran: check that the master is there "
      "(ip link show dev MASTER) and try again"),
-    ("Operation not permitted",
-     "the plugin must run as root, with CAP_NET_ADMIN and CAP_SYS_ADMIN, as container runtimes run it"),
-    ("Permission denied",
-     "the plugin must run as root, with CAP_NET_ADMIN and CAP_SYS_ADMIN, as container runtimes run it"),
+    ("Operation not permitted", _ROOT),
+    ("Permission denied", _ROOT),
 )
 
 

@@ -192,6 +192,19 @@ def claim(run, master: str, mode: str, flag: str, make: bool) -> tuple[str, ...]
     return link_lines(master, mode, flag, exists=not make)
 
 
+def require_address(run, master_read: dict, made_link: bool) -> None:
+    """Refuse a master without an address of the host's: it is the source of
+    the host's routes and what the container answers. A host link this call
+    `made_link` (under the master's lock held exclusively) is taken back."""
+    if host_addresses(master_read):
+        return
+    master = master_read["ifname"]
+    if made_link:
+        remove_link(run, link_name(master))
+    raise CniError(MASTER_FAILURE, f"hostAccess: the host has no address on {master!r}, so its containers could "
+                   f"not answer it; give it one first (ip address add ADDRESS/PREFIX dev {master})")
+
+
 def record(run, network: str, container_id: str, ifname: str, master: str, container_ips: list[str],
            neighbours: bool = False) -> None:
     """What this attachment has, or is about to have, on the host."""

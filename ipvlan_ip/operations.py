@@ -133,12 +133,7 @@ def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: M
             if host_link is None:
                 continue
             _create_link(run, conf, env, master, target, made, host_link)
-            if not host_access.host_addresses(made.master_read):
-                if not shared:      # this ADD made the host's link, and holds the lock to take it back
-                    host_access.remove_link(run, host_access.link_name(master))
-                raise CniError(MASTER_FAILURE, f"hostAccess: the host has no address on {master!r}, so its "
-                               "containers could not answer it; give it one first "
-                               f"(ip address add ADDRESS/PREFIX dev {master})")
+            host_access.require_address(run, made.master_read, made_link=not shared)
             host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
             made.host_routed = True
             return
