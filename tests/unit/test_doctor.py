@@ -101,3 +101,29 @@ def test_on_this_kernel_without_ipvlan_the_node_check_fails_saying_what_to_do_an
     assert "modprobe ipvlan" in ipvlan["fix"]
     assert {f["check"]: f["status"] for f in report["node"]}["iproute2"] == "ok"
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == before
+
+
+DOC = REPO / "docs" / "doctor.md"
+
+
+def _versions_and_pid(text: str) -> str:
+    import re
+    text = re.sub(r"ipvlan-doctor-\d+", "ipvlan-doctor-PID", text)
+    return re.sub(r"(Python|iproute2) \d+\.\d+(\.\d+)?", r"\1 X", text)
+
+
+@pytest.mark.skipif(host_has_ipvlan(), reason="the example is of a kernel without ipvlan")
+def test_the_docs_example_is_what_doctor_prints(tmp_path):
+    text = DOC.read_text()
+    setup = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    shown = text.split("<!-- doctor example -->\n```\n", 1)[1].split("```", 1)[0]
+    command, expected = shown.split("\n", 1)
+    try:
+        subprocess.run(["sh", "-ec", setup], cwd=tmp_path, check=True, capture_output=True)
+        done = subprocess.run([sys.executable, "-m", "ipvlan_ip", *command.removeprefix("$ ipvlan-ip ").split()],
+                              cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              timeout=60)
+    finally:
+        subprocess.run(["ip", "link", "del", "dm1"], capture_output=True)
+    assert done.returncode == 1
+    assert _versions_and_pid(done.stdout) == _versions_and_pid(expected)
