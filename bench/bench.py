@@ -1,7 +1,9 @@
 """ipvlan-ip against Debian's Go ipvlan plugin (/usr/lib/cni/ipvlan), same kernel,
 same config, same host-local IPAM, and against the floor (bench/floor.py: the
 same process work from a stdlib-only `python3 -I -S` script), and ipvlan-ip
-with hostAccess on (its host link and routes cost an `ip` more per call).
+with hostAccess on (its host link and routes cost an `ip` more per call), and
+with vlan (on a VLAN link another container keeps, and on one that each
+ADD makes and each DEL removes).
 
     ./bench/run [--cycles N] [--links N]
 
@@ -36,9 +38,13 @@ GO = "/usr/lib/cni/ipvlan"
 FLOOR = ["/usr/bin/python3", "-I", "-S", str(REPO / "bench" / "floor.py")]
 PLUGINS = {"ipvlan-ip": [OURS], "go ipvlan": [GO],
            "floor, 2 ip": [*FLOOR, "--ip-processes", "2"], "floor, 3 ip": [*FLOOR, "--ip-processes", "3"],
-           "ipvlan-ip hostAccess": [OURS]}
-SETTINGS = {"ipvlan-ip hostAccess": {"hostAccess": True}}     # the same plugin, with the opt-in on
-COUNTED = ("ipvlan-ip", "go ipvlan", "ipvlan-ip hostAccess")  # processes counted by strace
+           "ipvlan-ip hostAccess": [OURS], "ipvlan-ip vlan": [OURS], "ipvlan-ip vlan, made": [OURS]}
+# The same plugin, with an opt-in on. "vlan": the VLAN link is in use by another container, as where
+# pods share a tagged network; "vlan, made": each ADD makes it and each DEL removes it (its only user).
+SETTINGS = {"ipvlan-ip hostAccess": {"hostAccess": True}, "ipvlan-ip vlan": {"vlan": 20},
+            "ipvlan-ip vlan, made": {"vlan": 30}}
+HELD = ("ipvlan-ip vlan",)       # a container attached for the whole run keeps its VLAN link
+COUNTED = ("ipvlan-ip", "go ipvlan", "ipvlan-ip hostAccess", "ipvlan-ip vlan", "ipvlan-ip vlan, made")
 LINKS_TEST = ("ipvlan-ip", "go ipvlan")
 
 
@@ -118,6 +124,9 @@ def kernel_part(cycles: int, links: int) -> dict:
         try:
             stdin = {name: conf(master, f"{workdir}/ipam-{i}", SETTINGS.get(name, {}))
                      for i, name in enumerate(PLUGINS)}
+            for name in HELD:
+                sh("ip", "netns", "add", f"{netns[name]}-holder")
+                timed(PLUGINS[name], stdin[name], cni_env("ADD", f"{netns[name]}-holder", "holder"))
             if cycles > 2:                             # warm the page cache, except in a smoke run
                 for name, plugin in PLUGINS.items():
                     cycle(plugin, stdin[name], netns[name])
@@ -155,7 +164,7 @@ def kernel_part(cycles: int, links: int) -> dict:
             out["add_with_links"][links] = add_median()
             out["show"] = show_part([1, links])
         finally:
-            for ns in netns.values():
+            for ns in [*netns.values(), *(f"{netns[name]}-holder" for name in HELD)]:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             subprocess.run(["ip", "link", "del", master], capture_output=True)   # takes its slaves along
     return out
@@ -245,6 +254,9 @@ def report(kernel: dict, startup: dict | None, imports: list | None, where: str)
     ours, floor = med["ipvlan-ip"], med["floor, 2 ip"]
     distance = (ours["ADD"] + ours["DEL"]) / (floor["ADD"] + floor["DEL"])
     print(f"ipvlan-ip / floor with the same 2 ip processes: {distance:.2f}")
+    for name in ("ipvlan-ip vlan", "ipvlan-ip vlan, made"):
+        with_vlan = med[name]["ADD"] + med[name]["DEL"]
+        print(f"{name} / ipvlan-ip without vlan: {with_vlan / (ours['ADD'] + ours['DEL']):.3f}")
     print("\nprocesses executed per call (strace, execve)")
     for name, per in kernel["processes"].items():
         print(f"{name:22}" + "   ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())

@@ -12,8 +12,11 @@ from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 _MTU = "the MTU asked for is above what the master allows: lower `mtu` to at most the master's, or leave it out"
 _ROOT = "the plugin must run as root, with CAP_NET_ADMIN and CAP_SYS_ADMIN, as container runtimes run it"
 
-# (what the kernel or iproute2 says, what to do), the more specific first.
+# (what the kernel or iproute2 says, or all of several texts, what to do), the more specific first.
 ADVICE = (
+    (("type vlan", "Unknown device type"),
+     "this kernel cannot make VLAN links (\"vlan\" in the config): load its 802.1Q driver (modprobe 8021q), "
+     "or boot a kernel built with CONFIG_VLAN_8021Q"),
     ("Unknown device type",
      "this kernel cannot make ipvlan links: load its ipvlan driver (modprobe ipvlan), or boot a kernel built "
      "with CONFIG_IPVLAN (a cloud image's kernel may lack it: on Debian install linux-image-amd64, on Ubuntu "
@@ -39,7 +42,8 @@ ADVICE = (
 
 def advise(message: str) -> str | None:
     """What to do about `message`, or None when it is none of the known ones."""
-    return next((advice for said, advice in ADVICE if said in message), None)
+    return next((advice for said, advice in ADVICE
+                 if all(part in message for part in ((said,) if isinstance(said, str) else said))), None)
 
 
 def explained(error: CniError) -> CniError:

@@ -66,6 +66,11 @@ class LinkUp(namedtuple("LinkUp", "why netns name")):
     __slots__ = ()
 
 
+class VlanDelete(namedtuple("VlanDelete", "why name")):
+    """A VLAN link of the host's removed, with no process (vlan.py says why)."""
+    __slots__ = ()
+
+
 class LinkSpec(namedtuple("LinkSpec", "master tmp_name ifname mode flag mtu", defaults=("l2", "", 0))):
     """The ipvlan link to make: `flag` "" is the kernel's default (bridge), `mtu` 0 the master's."""
     __slots__ = ()
@@ -125,7 +130,8 @@ def show_default_routes(netns: Netns | None, version: int) -> Command:
                    ip(netns, "-j", f"-{version}", "route", "show", "default"))
 
 
-def create_on_master(spec: LinkSpec, target: Netns, in_container: bool, host_link: tuple[str, ...] = ()) -> Command:
+def create_on_master(spec: LinkSpec, target: Netns, in_container: bool, host_link: tuple[str, ...] = (),
+                     vlan: tuple[str, ...] = ()) -> Command:
     """Read the master and create the link on it, in one process. Without
     -force the batch stops at a master that does not exist; the caller checks
     what the read shows (up, not ipvlan, MTU) and removes the link when the
@@ -133,16 +139,20 @@ def create_on_master(spec: LinkSpec, target: Netns, in_container: bool, host_lin
     the container's netns, so both run there; otherwise the link is made on
     the host and placed in the container's netns by the same call.
     `host_link` holds the lines that make the host's own link (hostAccess,
-    host_access.py); the master's addresses are then read too."""
+    host_access.py); the master's addresses are then read too. `vlan` holds
+    the lines that read the master and give it the VLAN link that is
+    spec.master (vlan.py), in place of the master's read."""
     mtu = ("mtu", str(spec.mtu)) if spec.mtu else ()
     flag = (spec.flag,) if spec.flag else ()
     place = () if in_container else ("netns", target.path)
+    reads = vlan or (batch_line("address" if host_link else "link", "show", "dev", spec.master),)
+    what = (f"read the master and its VLAN link {spec.master} (made unless it exists, brought up)" if vlan else
+            f"read master {spec.master} (it must exist, be up and not be an ipvlan link)")
     return Command(
-        f"read master {spec.master} (it must exist, be up and not be an ipvlan link), then create ipvlan "
-        f"{spec.tmp_name} on it (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})"
+        f"{what}, then create ipvlan {spec.tmp_name} on it (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})"
         + (", and the host's own link on it" if host_link else ""),
         ip(target if in_container else None, "-j", "-d", "-batch", "-"),
-        (batch_line("address" if host_link else "link", "show", "dev", spec.master),
+        (*reads,
          *host_link,
          batch_line("link", "add", "link", spec.master, "name", spec.tmp_name, *place, *mtu,
                     "type", "ipvlan", "mode", spec.mode, *flag)))

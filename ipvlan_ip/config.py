@@ -15,14 +15,15 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container host_access "
-                                    "ipam_type ipam dns prev_result debug log_file timeout stdin refused",
-                                    defaults=("",))):
+                                    "ipam_type ipam dns prev_result debug log_file timeout stdin refused vlan",
+                                    defaults=("", 0))):
     """The config as the plugin uses it. `master` "" means: from prevResult,
     else the default-route interface; `flag` "" the kernel's default (bridge);
     `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
     prevResult), `ipam` its section as given; `prev_result` is already in the internal shape (results.py);
     `stdin` goes unchanged to the IPAM plugin; `refused` is why ADD would
-    refuse a config that DEL or GC still reads (see load). A namedtuple, as in commands.py,
+    refuse a config that DEL or GC still reads (see load); `vlan` 0 means
+    none, else the master's VLAN sub-interface carries the links (vlan.py). A namedtuple, as in commands.py,
     to keep dataclasses' import off every call."""
     __slots__ = ()
 
@@ -100,6 +101,7 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         timeout=float(data.get("timeout", DEFAULT_TIMEOUT)),
         stdin=stdin,
         refused=refused,
+        vlan=int(data.get("vlan", 0)),
     )
 
 
@@ -129,8 +131,30 @@ def refusal(data: dict) -> str:
             f"flag {flag!r}: the host reaches its containers through an ipvlan link of its own, and with "
             f"{flag} one ipvlan link may not talk to another" if flag in ("private", "vepa") else
             "linkInContainer: the master is then in the container's netns, not the host's")
+    vlan = data.get("vlan")
+    if vlan is not None:
+        problem = _vlan_problem(vlan, data)
+        if problem:
+            return problem
     if master == "ipam" and not ipam_type:
         return "\"master\": \"ipam\" needs an ipam section with a type"
+    return ""
+
+
+def _vlan_problem(vlan, data: dict) -> str:
+    """Why `"vlan"` cannot go with the rest of a config the schema takes, or ""."""
+    if isinstance(vlan, float):     # the schema's integer takes 20.0; Go's json, and so the Go plugins, do not
+        return f"vlan {vlan!r} must be an integer written without a fraction (1 to 4094)"
+    if data.get("master") == "ipam":
+        return ("vlan cannot work with \"master\": \"ipam\": the VLAN link is made before IPAM runs, and the "
+                "IPAM result names the master only after")
+    if data.get("linkInContainer"):
+        return ("vlan cannot work with linkInContainer: the VLAN link is made and shared on the host, and "
+                "the master is then in the container's netns")
+    if data.get("hostAccess"):
+        return ("vlan cannot work with hostAccess: the host would need an address on a VLAN link the plugin "
+                "makes and removes; make the VLAN link yourself, give it the host's address, and name it "
+                "as \"master\" instead (README.md, \"Tagged VLANs\")")
     return ""
 
 

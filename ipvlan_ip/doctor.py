@@ -2,24 +2,23 @@
 before the first pod, so that what would fail an ADD (on one node out of
 many, when a pod starts) is named first, with what to do.
 
-Read-only but for one real try: the kernel is asked to make an ipvlan link,
-in a throwaway netns on a throwaway veth master, removed afterwards, since
-no file tells whether the ipvlan driver is built in, a module, or missing.
+Read-only but for real tries: the kernel is asked to make an ipvlan link
+(and a VLAN link, where a config asks for "vlan"), in a throwaway netns on
+a throwaway veth master, removed afterwards, since no file tells whether a
+driver is built in, a module, or missing.
 
 The first part builds commands and findings (pure); the second runs the
 checks through the runner.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import sys
 from collections import namedtuple
 
-from . import advice, config, dhcp, host_access, ipam, validation
-from .commands import Command
+from . import advice, config, dhcp, host_access, ipam, validation, vlan
+from .commands import Command, batch_line
 from .errors import CniError
 
 PYTHON = ((3, 9), (3, 13))      # the supported range (README.md, "Supported nodes")
@@ -47,17 +46,15 @@ def failure(check: str, text: str, fix: str) -> Finding:
 
 # ---------------------------------------------------------------- the commands and the verdicts
 
-def ipvlan_probe(ns: str) -> list[Command]:
-    """Make an ipvlan link on a veth, all inside the throwaway netns `ns`."""
-    return [Command(f"make the throwaway netns {ns}", ("ip", "netns", "add", ns)),
-            Command("a veth to stand in for a master", ("ip", "-n", ns, "link", "add", "dr0", "type", "veth",
-                                                        "peer", "name", "dr1")),
-            Command("an ipvlan link on it", ("ip", "-n", ns, "link", "add", "link", "dr0", "name", "dr2",
-                                             "type", "ipvlan", "mode", "l2"))]
-
-
-def remove_probe(ns: str) -> Command:
-    return Command(f"remove the throwaway netns {ns}", ("ip", "netns", "del", ns))
+def probe(kind: str) -> Command:
+    """Make a link of `kind` (ipvlan, or vlan: 802.1Q) on a veth, in a
+    throwaway netns that goes with the process: nothing to remove, and
+    nothing written to /run/netns (the installer runs this on a read-only
+    node root)."""
+    made = ("type", "ipvlan", "mode", "l2") if kind == "ipvlan" else ("type", "vlan", "id", "20")
+    return Command(f"make a {kind} link on a veth, in a netns of its own", ("unshare", "--net", "ip", "-batch", "-"),
+                   (batch_line("link", "add", "dr0", "type", "veth", "peer", "name", "dr1"),
+                    batch_line("link", "add", "link", "dr0", "name", "dr2", *made)))
 
 
 def python_finding(version: tuple[int, ...]) -> Finding:
@@ -175,25 +172,26 @@ def check_node(run) -> list[Finding]:
         found.append(failure("ip", f"cannot run `ip -j`: {getattr(e, 'details', e)}",
                              "install iproute2 5.9 or later (apt-get install iproute2)"))
         return found
-    found.append(_try_ipvlan(run))
+    found.append(try_kind(run, "ipvlan"))
     found.append(ok("/run", "writable") if run.writable("/run") else
                  failure("/run", "not writable: the plugin keeps its locks and records in /run/ipvlan-ip",
                          "run the plugin as root, with /run writable, as runtimes do"))
     return found
 
 
-def _try_ipvlan(run) -> Finding:
-    ns = f"ipvlan-doctor-{os.getpid()}"
+def try_kind(run, kind: str) -> Finding:
+    """Whether the kernel makes a link of `kind` (ipvlan, vlan), tried for real."""
+    article = "an" if kind == "ipvlan" else "a"
     try:
-        for cmd in ipvlan_probe(ns):
-            run.run(cmd)
-        return ok("ipvlan", "this kernel makes ipvlan links (tried in a throwaway netns)")
+        _, failures = run.run_batch(probe(kind))
     except CniError as e:
-        return failure("ipvlan", f"this kernel cannot make an ipvlan link: {e.details}",
-                       advice.advise(e.details) or "see the message above")
-    finally:
-        with contextlib.suppress(CniError):
-            run.run(remove_probe(ns)._replace(ok_if=("No such file or directory",)))
+        return failure(kind, f"could not try to make {article} {kind} link: {e.details}",
+                       advice.advise(e.details) or "run doctor as root, with unshare (util-linux) installed")
+    if failures:
+        said = f"`{failures[0].line}`: {failures[0].message}"
+        return failure(kind, f"this kernel cannot make {article} {kind} link: {said}",
+                       advice.advise(said) or "see the message above")
+    return ok(kind, f"this kernel makes {kind} links (tried in a throwaway netns)")
 
 
 def check_config(run, path: str, bin_dirs: list[str], links: list[dict] | None = None) -> list[Finding]:
@@ -239,6 +237,8 @@ def _check_ours(run, where: str, conf: dict, bin_dirs: list[str], links: list[di
         else:
             found += master_findings(conf, next((link for link in links if link.get("ifname") == name), None),
                                      name, links)
+            if isinstance(conf.get("vlan"), int):
+                found.append(vlan_finding(conf, name, links))
     ipam = conf.get("ipam") or {}
     if ipam.get("type"):
         found.append(plugin_finding(ipam["type"], _find(ipam["type"], bin_dirs), bin_dirs))
@@ -266,6 +266,31 @@ def _find(plugin_type: str, bin_dirs: list[str]) -> str | None:
         return None
 
 
+def _asks_for_vlan(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and any(conf.get("vlan") for _, conf in ours(data))
+
+
+def vlan_finding(conf: dict, master: str, links: list[dict]) -> Finding:
+    """The VLAN link a config with "vlan" would put its links on, as the host's links show it."""
+    name = vlan.link_name(master, conf["vlan"])
+    shown = next((link for link in links if link.get("ifname") == name), None)
+    if shown is None:
+        return ok("vlan", f"{name} (VLAN {conf['vlan']} on {master}) is made at the first ADD")
+    problem = vlan.mismatch(shown, master, conf["vlan"])
+    if problem:
+        return failure("vlan", f"{name} {problem}, so ADD refuses it",
+                       f"rename or remove it (ip link del dev {name}), or use another vlan or master")
+    if (conf.get("mtu") or 0) > shown.get("mtu", 0):
+        return failure("vlan", f"mtu {conf['mtu']} is above {name}'s MTU {shown.get('mtu')}",
+                       f"lower \"mtu\" to at most {shown.get('mtu')}, or leave it out")
+    return ok("vlan", f"{name} is VLAN {conf['vlan']} on {master}, made by the node's owner: used as it is")
+
+
 def _links(run) -> list[dict]:
     return run.run_json(Command("every link of the host, with its addresses", ("ip", "-j", "-d", "address", "show")))[0]
 
@@ -280,6 +305,8 @@ def _default_route_interface(run) -> str:
 
 def examine(run, paths: list[str], bin_dirs: list[str]) -> dict:
     node = check_node(run)
+    if any(_asks_for_vlan(path) for path in paths):
+        node.append(try_kind(run, "vlan"))
     try:
         links = _links(run) if paths else []
     except CniError as e:     # no usable ip: the node's findings say so

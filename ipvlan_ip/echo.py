@@ -1,7 +1,7 @@
 """The debug echo: every step the plugin takes, as a line for a root shell.
 
-With debug on (or a logFile), each `ip` command, sysctl write, rename and
-link brought up is echoed before it runs as a shell line that can be pasted
+With debug on (or a logFile), each `ip` command, sysctl write, rename,
+link brought up and VLAN link removed is echoed before it runs as a shell line that can be pasted
 into a root shell, then its exit status and duration. It goes to stderr and
 the log file, never stdout, which belongs to the CNI result. `plan` prints the
 same lines (shell_line) for the steps it would take.
@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .commands import Command, LinkUp, Rename, SysctlWrite, ip
+from .commands import Command, LinkUp, Rename, SysctlWrite, VlanDelete, ip
 
 
 class Echo:
@@ -44,11 +44,13 @@ class Echo:
                     os.close(fd)
 
 
-def shell_line(step: Command | SysctlWrite | Rename | LinkUp) -> str:
+def shell_line(step: Command | SysctlWrite | Rename | LinkUp | VlanDelete) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
     import shlex  # only for the echo and error messages
     if isinstance(step, Rename):
         return shlex.join(ip(step.netns, "link", "set", "dev", step.old, "name", step.new))
+    if isinstance(step, VlanDelete):
+        return shlex.join(("ip", "link", "del", "dev", step.name))
     if isinstance(step, LinkUp):
         return shlex.join(ip(step.netns, "link", "set", "dev", step.name, "up"))
     if isinstance(step, SysctlWrite):

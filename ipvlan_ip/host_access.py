@@ -43,12 +43,12 @@ from __future__ import annotations
 import re
 import zlib
 
+from . import state
 from .commands import Command, batch_line
 from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
 
 STATE = "/run/ipvlan-ip/host-access"
-LOCKS = "/run/ipvlan-ip/locks"
 # A route, neighbour entry or link already removed.
 GONE = ("No such process", "Cannot find device", "No such file or directory")
 
@@ -61,17 +61,15 @@ def link_name(master: str) -> str:
 
 
 def lock_path(link: str) -> str:
-    return f"{LOCKS}/{link}.lock"
+    return f"{state.LOCKS}/{link}.lock"
 
 
 def network_dir(network: str) -> str:
-    # A config without a name (0.x allows it) gets a folder no network name can be: names start alnum.
-    return f"{STATE}/{network or '-unnamed'}"
+    return state.network_dir(STATE, network)
 
 
 def record_path(network: str, container_id: str, ifname: str) -> str:
-    # ':' is in neither a container ID nor an interface name.
-    return f"{network_dir(network)}/{container_id}:{ifname}"
+    return state.record_path(STATE, network, container_id, ifname)
 
 
 def link_lines(master: str, mode: str, flag: str, exists: bool) -> tuple[str, ...]:
@@ -327,15 +325,9 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
     """GC: the records of this network's attachments that are not valid any
     more, and their routes; then each host link that no record names. Goes
     on past a step that fails; what failed is returned."""
-    failed = []
-    for name in run.load_records(network_dir(network)):
-        container_id, _, ifname = name.partition(":")
-        if (container_id, ifname) not in valid:
-            run.echo(f"# hostAccess: {name} is not a valid attachment of {network}: removing its host routes")
-            try:
-                detach(run, network, container_id, ifname)
-            except CniError as e:
-                failed.append(e.wrap(f"hostAccess: removing what {name} added"))
+    failed = state.collect_gone(run, STATE, network, valid,
+                                lambda container_id, ifname: detach(run, network, container_id, ifname),
+                                "hostAccess: removing its host routes")
     in_use = _in_use(run)
     for link, interface in run.interfaces(None).items():
         if _LINK.fullmatch(link) and interface.driver == "ipvlan" and link not in in_use:

@@ -15,9 +15,10 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 
-from . import commands
+from . import commands, vlan
 from .commands import Netns
 from .errors import CniError
 
@@ -34,7 +35,8 @@ def collect(run, ipam_dirs=(), conf_dirs=DEFAULT_CONF_DIRS, cache_dir=DEFAULT_CA
         readings = list(pool.map(lambda ns: _read(run, ns), spaces))
     dirs = data_dirs(run, ipam_dirs, conf_dirs)
     reservations = {d: run.read_files(d, 2) for d in dirs}
-    return build(list(zip(spaces, readings)), reservations, run.read_files(cache_dir, 1), run.nsid)
+    return build(list(zip(spaces, readings)), reservations, run.read_files(cache_dir, 1), run.nsid,
+                 set(run.read_files(vlan.MADE, 1)))
 
 
 def _read(run, ns) -> list:
@@ -64,11 +66,13 @@ def data_dirs(run, given, conf_dirs) -> list[str]:
 
 # ---------------------------------------------------------------- the document
 
-def build(read: list, reservations: dict[str, dict[str, str]], cache: dict[str, str], nsid) -> dict:
+def build(read: list, reservations: dict[str, dict[str, str]], cache: dict[str, str], nsid,
+          made_vlans: Collection[str] = ()) -> dict:
     """`read`: (SeenNetns, its `ip -j -d address show`) pairs; `reservations`:
     per dataDir, host-local's files by NETWORK/IP; `cache`: libcni's result
     files; `nsid(inside, of)`: the id the netns at path `inside` gives the
-    one at path `of`."""
+    one at path `of`; `made_vlans`: the host's VLAN links the plugin made
+    (vlan.py)."""
     spaces = _namespaces(read)
     held_by_cache, cached_ids = _cached(cache)
     reserved = _reservations(reservations)
@@ -98,6 +102,18 @@ def build(read: list, reservations: dict[str, dict[str, str]], cache: dict[str, 
             if key not in masters:
                 masters[key] = {**_master(master, master_ns), "links": []}
             masters[key]["links"].append(entry)
+
+    # A VLAN link the plugin made is drawn between its parent and its ipvlan links, and with none too.
+    host: dict = spaces[0] if spaces and spaces[0]["host"] else {"id": None, "links": []}
+    for link in host["links"]:
+        if link["ifname"] in made_vlans and (host["id"], link["ifindex"]) not in masters:
+            masters[(host["id"], link["ifindex"])] = {**_master(link, host), "links": []}
+    for (ns_id, index), master in masters.items():
+        shown = next(link for ns in spaces if ns["id"] == ns_id for link in ns["links"] if link["ifindex"] == index)
+        if shown.get("linkinfo", {}).get("info_kind") == "vlan":
+            master["vlan"] = {"id": shown["linkinfo"].get("info_data", {}).get("id", 0),
+                              "parent": shown.get("link", "?"),
+                              "made": ns_id == host["id"] and master["name"] in made_vlans}
 
     problems: list[dict] = []
     for master in masters.values():
@@ -237,6 +253,12 @@ def _fix(ns: dict, *args: str) -> str:
 
 def _check(master: dict, spaces: list[dict], held: set[str], problems: list[dict]) -> None:
     ns = next(s for s in spaces if s["id"] == master["netns"])
+    if master.get("vlan", {}).get("made") and not master["links"]:
+        master["problems"].append("unused-vlan-link")
+        problems.append(_problem("unused-vlan-link", ns["id"], master["name"],
+                                 f"VLAN link {master['name']} was made by ipvlan-ip (\"vlan\" in a config) and "
+                                 "no ipvlan link is on it: the next DEL or GC of a network on it removes it, or "
+                                 f"{_fix(ns, 'link', 'del', 'dev', master['name'])}"))
     if master["state"] != "up":
         master["problems"].append("master-down")
         problems.append(_problem("master-down", ns["id"], master["name"],

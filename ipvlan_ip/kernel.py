@@ -1,7 +1,8 @@
 """In-process calls into the kernel, each from a thread inside a network
 namespace (what Go's netns.Do does): ADD's rename and bringing up of the
 link and its sysctls, DEL's list of the interfaces with their drivers and
-MACs, and the checks that CNI_NETNS is a network namespace at all. No
+MACs, the removal of a VLAN link the plugin made, and the checks that
+CNI_NETNS is a network namespace at all. No
 process is spawned for any of them: each is one or two system calls, where
 an `ip` would cost a process start.
 """
@@ -15,7 +16,7 @@ import stat
 import time
 from collections import namedtuple
 
-from .commands import LinkUp, Netns, Rename, SysctlWrite, netns_at
+from .commands import LinkUp, Netns, Rename, SysctlWrite, VlanDelete, netns_at
 from .echo import Echoed
 from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, CniError
 
@@ -121,6 +122,42 @@ class Kernel(Echoed):
         self.echo(f"# interfaces in {where}: {listed}")
         return found
 
+    def delete_vlan(self, step: VlanDelete) -> None:
+        """Remove a VLAN link of the host's (SIOCSIFVLAN, DEL_VLAN_CMD: the
+        kernel refuses any other kind of link); one already gone is fine."""
+        import socket
+        import struct
+        self._announce(step)
+        start = time.monotonic()
+        request = struct.pack("i24s24sh2x", DEL_VLAN_CMD, step.name.encode(), b"", 0)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                fcntl.ioctl(sock, SIOCSIFVLAN, request)
+        except OSError as e:
+            self._outcome(1, start)
+            if e.errno == errno.ENODEV:
+                return
+            raise CniError(LINK_FAILURE, f"failed to remove the VLAN link {step.name}: {e.strerror}") from e
+        self._outcome(0, start)
+
+    def vlans(self) -> dict[str, tuple[int, str]]:
+        """The host's VLAN links: name -> (id, parent), as the 8021q driver
+        lists them (no file when it is not loaded, so no VLAN link)."""
+        try:
+            with open("/proc/net/vlan/config") as f:
+                rows = [line.split("|") for line in f.read().splitlines()[2:]]
+        except OSError:
+            return {}
+        return {r[0].strip(): (int(r[1]), r[2].strip()) for r in rows if len(r) == 3}
+
+    def host_index(self, name: str) -> int:
+        """The ifindex of interface `name` in our own netns, 0 when there is none (sysfs, as host_mac)."""
+        try:
+            with open(f"/sys/class/net/{name}/ifindex") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return 0
+
     def host_mac(self, name: str) -> str:
         """The MAC address of interface `name` in our own netns, "" when there
         is none (sysfs: a look-up by name that loads no module)."""
@@ -164,6 +201,7 @@ def open_namespace_file(path: str) -> int:
 
 SIOCSIFNAME, SIOCETHTOOL, SIOCGIFHWADDR, ETHTOOL_GDRVINFO = 0x8923, 0x8946, 0x8927, 3
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+SIOCSIFVLAN, DEL_VLAN_CMD = 0x8983, 1       # struct vlan_ioctl_args: cmd, device1[24], u[24], vlan_qos
 IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
 
 

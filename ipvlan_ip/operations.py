@@ -5,7 +5,7 @@ commands.py and every execution goes through the runner `run`.
 """
 from __future__ import annotations
 
-from . import commands, dhcp, host_access, ipam
+from . import commands, dhcp, host_access, ipam, vlan
 from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
 from .environment import CniEnv, batch_problem
@@ -67,13 +67,15 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
 
 class Made:
     """What this ADD has made so far: the link by its current name, whether
-    IPAM was asked for addresses, and whether the host routes to it."""
+    IPAM was asked for addresses, whether the host routes to it, and whether
+    it is on a VLAN link."""
 
     def __init__(self) -> None:
         self.link = ""
         self.reserved = False
         self.master_read: dict = {}     # the master as the create batch read it
         self.host_routed = False        # hostAccess: this attachment recorded on the host
+        self.vlan = False               # vlan: this attachment recorded on the VLAN link
 
 
 def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
@@ -84,8 +86,9 @@ def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
     link = [lambda: run.run(commands.delete_link(target, made.link))] if made.link else []
     # hostAccess: its own routes and record; never the shared link
     routes = [lambda: host_access.detach(run, conf.name, env.container_id, env.ifname)] if made.host_routed else []
+    tagged = [lambda: vlan.leave(run, conf.name, env.container_id, env.ifname)] if made.vlan else []
     release = [lambda: ipam.execute(run, conf, env, "DEL")] if made.reserved else []
-    steps: list = [*release, *link, *routes] if conf.dhcp else [*link, *routes, *release]
+    steps: list = [*release, *link, *routes, *tagged] if conf.dhcp else [*link, *routes, *tagged, *release]
     for step in steps:
         try:
             step()
@@ -116,41 +119,73 @@ def master_name(conf: NetConf, run, netns: Netns | None) -> str:
 
 
 def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made) -> None:
-    """Read the master and create the link on it (one `ip` process); with
-    hostAccess, the host's own link too, under the master's lock, and this
-    attachment recorded before the lock goes (so GC keeps that link)."""
-    if not conf.host_access:
-        _create_link(run, conf, env, master, target, made, ())
-        return
-    lock = host_access.lock_path(host_access.link_name(master))
-    # Shared where the host's link is there; exclusive only to make it. An ADD
-    # that waited for the exclusive lock while another made the link goes back
-    # to shared rather than serialize the whole burst (GC removing the link
-    # in between is why this may go round more than once).
+    """Read the master and create the link on it (one `ip` process). With
+    hostAccess, the host's own link on the master, and with vlan, the
+    master's VLAN link, are shared by the attachments of every network:
+    made by the first, under a lock (_shared)."""
+    if conf.host_access:
+        _shared(run, host_access.lock_path(host_access.link_name(master)),
+                f"hostAccess: the host's link on {master!r}",
+                lambda make: _with_host_link(run, conf, env, master, target, made, make))
+    elif conf.vlan:
+        _shared(run, vlan.lock_path(vlan.link_name(master, conf.vlan)),
+                f"vlan: the VLAN link {vlan.link_name(master, conf.vlan)}",
+                lambda make: _on_vlan(run, conf, env, master, target, made, make))
+    else:
+        _create_link(run, conf, env, master, target, made)
+
+
+def _shared(run, lock: str, what: str, attempt) -> None:
+    """attempt(make) under `lock`: shared where the shared link is there,
+    exclusive only to make it. It answers False when the lock held is the
+    wrong one. An ADD that waited for the exclusive lock while another made
+    the link goes back to shared rather than serialize the whole burst (GC
+    removing the link in between is why this may go round more than once)."""
     for shared in (True, False) * 3:
         with run.exclusive(lock, create=True, shared=shared):
-            host_link = host_access.claim(run, master, conf.mode, conf.flag, make=not shared)
-            if host_link is None:
-                continue
-            _create_link(run, conf, env, master, target, made, host_link)
-            host_access.require_address(run, made.master_read, made_link=not shared)
-            host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
-            made.host_routed = True
-            return
-    raise CniError(TRY_AGAIN_LATER, f"hostAccess: the host's link on {master!r} kept being made and removed "
-                   "by other calls; try again")
+            if attempt(not shared):
+                return
+    raise CniError(TRY_AGAIN_LATER, f"{what} kept being made and removed by other calls; try again")
+
+
+def _with_host_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made, make: bool) -> bool:
+    """hostAccess: the link, and the host's own one, this attachment recorded
+    before the lock goes (so GC keeps the host's link)."""
+    host_link = host_access.claim(run, master, conf.mode, conf.flag, make=make)
+    if host_link is None:
+        return False
+    _create_link(run, conf, env, master, target, made, host_link)
+    host_access.require_address(run, made.master_read, made_link=make)
+    host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
+    made.host_routed = True
+    return True
+
+
+def _on_vlan(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made, make: bool) -> bool:
+    """vlan: the link on the master's VLAN link, made by the same batch when
+    missing; this attachment recorded on it first (vlan.record says why)."""
+    lines = vlan.claim(run, master, conf.vlan, make)
+    if lines is None:
+        return False
+    vlan.record(run, conf.name, env.container_id, env.ifname, master, conf.vlan, make)
+    made.vlan = True
+    _create_link(run, conf, env, master, target, made, vlan_lines=lines)
+    if make:
+        vlan.mark(run, made.master_read["ifname"], master, conf.vlan, made.master_read["ifindex"])
+    return True
 
 
 def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made,
-                 host_link: tuple[str, ...]) -> None:
+                 host_link: tuple[str, ...] = (), vlan_lines: tuple[str, ...] = ()) -> None:
     """The create batch; the link removed again when the read shows a master
-    we must not use."""
+    we must not use. With `vlan_lines`, the link's master is the VLAN link
+    they give `master`, and is read after it."""
     where = f" in {target.path}" if conf.link_in_container else ""
     problem = batch_problem(master)
     if problem:
         raise CniError(MASTER_FAILURE, f"master {master!r}{where} {problem}")
-    spec = _link_spec(conf, env, master)
-    cmd = commands.create_on_master(spec, target, conf.link_in_container, host_link)
+    spec = _link_spec(conf, env, vlan.link_name(master, conf.vlan) if vlan_lines else master)
+    cmd = commands.create_on_master(spec, target, conf.link_in_container, host_link, vlan_lines)
     try:
         docs, failures = run.run_batch(cmd)
     except CommandFailed as e:
@@ -159,10 +194,11 @@ def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, ma
         raise CniError(MASTER_FAILURE, f"failed to lookup master {master!r}{where}: {failures[0].message}")
     if not failures:
         made.link = spec.tmp_name
-    made.master_read = docs[0][0]
-    check_master(conf, made.master_read, where)
+    for read in docs:      # the master, then its VLAN link: the last read is the link's master
+        made.master_read = read[0]
+        check_master(conf, made.master_read, where)
     if failures:
-        raise _explain_create_failure(failures[0], spec)
+        raise _explain_create_failure(failures[0], spec, vlan_lines)
 
 
 def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
@@ -265,7 +301,10 @@ def _name(run, steps: list, made: Made) -> None:
             run.link_up(step)
 
 
-def _explain_create_failure(failure: BatchFailure, spec: LinkSpec) -> CniError:
+def _explain_create_failure(failure: BatchFailure, spec: LinkSpec, vlan_lines: tuple[str, ...]) -> CniError:
+    if failure.line in vlan_lines:
+        return CniError(LINK_FAILURE, f"failed to make the VLAN link {spec.master} and bring it up: "
+                        f"`{failure.line}`: {failure.message}")
     # A busy master is the master's fault (macvlan links on it): advice.py says what to do.
     code = MASTER_FAILURE if "Device or resource busy" in failure.message else LINK_FAILURE
     return CniError(code, f"failed to create ipvlan on {spec.master!r}: `{failure.line}`: {failure.message}")
@@ -290,7 +329,8 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
     if conf.refused:
         run.echo(f"# an ADD would refuse this config now ({conf.refused}); releasing what it may hold")
     release = [_release] if conf.ipam_type else []
-    steps = [*release, _remove_link, _unroute] if conf.dhcp else [_remove_link, _unroute, *release]
+    steps = [*release, _remove_link, _unroute, _off_vlan] if conf.dhcp else [_remove_link, _unroute, _off_vlan,
+                                                                              *release]
     for step in steps:
         try:
             step(conf, env, run)
@@ -307,6 +347,11 @@ def _release(conf: NetConf, env: CniEnv, run) -> None:
 def _unroute(conf: NetConf, env: CniEnv, run) -> None:
     # Whether or not the config still says hostAccess: what the record holds was added.
     host_access.detach(run, conf.name, env.container_id, env.ifname)
+
+
+def _off_vlan(conf: NetConf, env: CniEnv, run) -> None:
+    # As _unroute: whatever the config says now, the record says what the attachment is on.
+    vlan.leave(run, conf.name, env.container_id, env.ifname)
 
 
 def _remove_link(conf: NetConf, env: CniEnv, run) -> None:
@@ -357,7 +402,7 @@ def _master_mac(conf: NetConf, env: CniEnv, run, present: dict) -> str | None:
     if conf.master and not conf.master_from_ipam:
         if conf.link_in_container:
             return present[conf.master].mac if conf.master in present else ""
-        return run.host_mac(conf.master)
+        return run.host_mac(vlan.link_name(conf.master, conf.vlan) if conf.vlan else conf.master)
     if conf.prev_result is not None:
         for interface in conf.prev_result["interfaces"]:
             if interface.get("name") == env.ifname and interface.get("sandbox") == env.netns:
@@ -396,6 +441,9 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
         raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}") from e
     for problem in drift(conf, prev, index, link, {4: v4, 6: v6}):
         raise CniError(CHECK_FAILURE, problem)
+    if conf.vlan:
+        for problem in vlan.check(run, conf.name, env.container_id, env.ifname, conf.vlan, link):
+            raise CniError(CHECK_FAILURE, problem)
     if conf.host_access:
         ips = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]
         for problem in host_access.check(run, conf.name, env.container_id, env.ifname, ips, conf.mode, neighbours):
@@ -466,8 +514,9 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
 
 
 def gc(conf: NetConf, env: CniEnv, run) -> None:
-    """Links die with their netns, so the stale resources are IPAM's, and the
-    host routes of hostAccess attachments that are gone: those first (as in
+    """Links die with their netns, so the stale resources are IPAM's, the
+    host routes of hostAccess attachments that are gone, and VLAN links that
+    only such attachments used: those first (as in
     DEL, no address is freed while a route still has it), collected whatever
     the config says now, since its records say what was made. Every step is
     tried; the failures are reported together at the end."""
@@ -478,7 +527,7 @@ def gc(conf: NetConf, env: CniEnv, run) -> None:
         raise CniError(INVALID_CONFIG, "cni.dev/valid-attachments must be a list of objects "
                        "({\"containerID\": …, \"ifname\": …}); nothing was collected")
     valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in attachments}
-    failed = host_access.collect(run, conf.name, valid)
+    failed = [*host_access.collect(run, conf.name, valid), *vlan.collect(run, conf.name, valid)]
     if conf.ipam_type:
         try:
             ipam.execute(run, conf, env, "GC")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from . import commands, config, dhcp, host_access, results
-from .commands import Addressing, LinkSpec
+from . import commands, config, dhcp, host_access, results, vlan
+from .commands import Addressing, LinkSpec, VlanDelete
 from .echo import shell_line
 
 PLACEHOLDER = {"interfaces": [],
@@ -45,6 +45,11 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
         if conf.host_access:
             out.append(f"# hostAccess: remove the host's routes that "
                        f"{host_access.record_path(conf.name, container_id, ifname)} records, and that file")
+        if conf.vlan:
+            record = vlan.record_path(conf.name, container_id, ifname)
+            out.append(f"# vlan: remove {record}; then, under the VLAN link's lock, when the plugin made the "
+                       f"link and no record names it any more, remove it (no command: an ioctl), as:")
+            step(VlanDelete("remove the VLAN link", _vlan_link(conf)))
         if not conf.dhcp:
             ipam("DEL", "release the addresses")
     elif command == "CHECK":
@@ -52,6 +57,9 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
         if conf.master and not conf.master_from_ipam:
             step(commands.show_master(master_ns, conf.master))
         step(commands.inspect_container(target, ifname))
+        if conf.vlan:
+            out.append(f"# vlan: the link {vlan.record_path(conf.name, container_id, ifname)} records, read")
+            step(vlan.read_link(_vlan_link(conf)))
     else:
         out.append(f"# check from inside {netns_path} that {ifname} does not exist yet (no command: "
                    "the plugin asks the kernel from a thread in the netns)")
@@ -94,6 +102,14 @@ HOST_ADDRESS = "198.51.100.2/24"
 
 
 def _create(conf, spec: LinkSpec, target, step, out: list[str]) -> None:
+    if conf.vlan:
+        link = vlan.link_name(spec.master, conf.vlan)
+        out.append(f"# vlan: under the lock {vlan.lock_path(link)}, record this attachment on {link} and, "
+                   f"unless {link} exists (read from /proc/net/vlan/config, no command), make it; a link of that "
+                   f"name that is not VLAN {conf.vlan} on {spec.master} is refused")
+        step(commands.create_on_master(spec._replace(master=link), target, False,
+                                       vlan=vlan.link_lines(spec.master, conf.vlan, make=True)))
+        return
     host_link: tuple[str, ...] = ()
     if conf.host_access:
         link = host_access.link_name(spec.master)
@@ -102,6 +118,10 @@ def _create(conf, spec: LinkSpec, target, step, out: list[str]) -> None:
                    f"(shown below as {HOST_ADDRESS})")
         host_link = host_access.link_lines(spec.master, conf.mode, conf.flag, exists=False)
     step(commands.create_on_master(spec, target, conf.link_in_container, host_link))
+
+
+def _vlan_link(conf) -> str:
+    return vlan.link_name(conf.master, conf.vlan) if conf.master else "<VLAN-LINK-THE-RECORD-NAMES>"
 
 
 def _master(conf, master_ns, step) -> str:

@@ -26,12 +26,25 @@ def as_json(doc: dict) -> str:
 
 def as_text(doc: dict) -> str:
     labels = {ns["id"]: ns["label"] for ns in doc["namespaces"]}
-    out = []
+    out: list[str] = []
+    parent = ""
     for master in doc["masters"]:
         mark = "  !" if master["problems"] else ""
-        out.append(f"{master['name']} in {labels[master['netns']]}: {master['state']}, mtu {master['mtu']}{mark}")
-        out += _wrapped(" ".join(master["addresses"]), "    ")
-        out += _links(master["links"], labels)
+        state = f"{master['state']}, mtu {master['mtu']}{mark}"
+        if "vlan" not in master:
+            out.append(f"{master['name']} in {labels[master['netns']]}: {state}")
+            out += _wrapped(" ".join(master["addresses"]), "    ")
+            out += _links(master["links"], labels)
+            continue
+        # A VLAN link: under the interface it tags on, its ipvlan links under it.
+        vlan = master["vlan"]
+        if parent != f"{master['netns']}/{vlan['parent']}":
+            parent = f"{master['netns']}/{vlan['parent']}"
+            out.append(f"{vlan['parent']} in {labels[master['netns']]}")
+        made = ", made by ipvlan-ip" if vlan["made"] else ""
+        out.append(f"└── {master['name']}: VLAN {vlan['id']}{made}, {state}")
+        out += _wrapped(" ".join(master["addresses"]), "        ")
+        out += ["    " + line for line in _links(master["links"], labels)]
     if doc["unresolved"]:
         out.append("ipvlan links whose master was not found:")
         out += _links(doc["unresolved"], labels)
@@ -77,12 +90,21 @@ def as_dot(doc: dict) -> str:
     text beside their link, problems in red (and as red notes)."""
     members: dict[str, list[str]] = {ns["id"]: [] for ns in doc["namespaces"]}
     edges = []
+    drawn: set[str] = set()
     for master in doc["masters"]:
         node = _id("m", master)
         members[master["netns"]].append(_node(node, [master["name"], f"{master['state']}, mtu {master['mtu']}",
                                                      *master["addresses"]], master["problems"], "box"))
         for link in master["links"]:
             edges.append(f'{node} -> {_id("l", link)} [label="{link["mode"]}"];')
+        if "vlan" in master:     # the interface it tags on, once however many VLANs it carries
+            vlan = master["vlan"]
+            parent = f'"parent_{master["netns"]}_{_quote(vlan["parent"])}"'
+            if parent not in drawn:
+                drawn.add(parent)
+                members[master["netns"]].append(_node(parent, [vlan["parent"]], [], "box"))
+            edges.append(f'{parent} -> {node} [label="VLAN {vlan["id"]}'
+                         f'{" (made by ipvlan-ip)" if vlan["made"] else ""}"];')
     for link in _all_links(doc):
         node = _id("l", link)
         members[link["netns"]].append(_node(node, [link["name"], f"{link['mode']} {link['flag']}",

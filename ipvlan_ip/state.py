@@ -16,6 +16,10 @@ from .echo import Echo
 from .errors import TRY_AGAIN_LATER, CniError
 from .kernel import open_namespace_file
 
+# The lock files of our own (the netns files are the others): a master's, for
+# its host link (host_access.py) and its dhcp leases (dhcp.py), a VLAN link's (vlan.py).
+LOCKS = "/run/ipvlan-ip/locks"
+
 
 class State:
     """The Runner's records and locks (runner.py composes them)."""
@@ -114,6 +118,34 @@ class State:
                     if record is not None:
                         found[os.path.relpath(path, directory)] = record
         return found
+
+
+def network_dir(root: str, network: str) -> str:
+    """Where a kind of record kept per attachment (hostAccess's, vlan's) has a network's."""
+    # A config without a name (0.x allows it) gets a folder no network name can be: names start alnum.
+    return f"{root}/{network or '-unnamed'}"
+
+
+def record_path(root: str, network: str, container_id: str, ifname: str) -> str:
+    # ':' is in neither a container ID nor an interface name.
+    return f"{network_dir(root, network)}/{container_id}:{ifname}"
+
+
+def collect_gone(run, root: str, network: str, valid: set[tuple[str, str]], undo, what: str) -> list[CniError]:
+    """GC's first step for a kind of record kept per attachment under
+    `root`: undo(container_id, ifname) for each of this network's that is
+    not among the `valid` attachments. Goes on past one that fails; the
+    failures are returned."""
+    failed = []
+    for name in run.load_records(network_dir(root, network)):
+        container_id, _, ifname = name.partition(":")
+        if (container_id, ifname) not in valid:
+            run.echo(f"# {name} is not a valid attachment of {network}: {what}")
+            try:
+                undo(container_id, ifname)
+            except CniError as e:
+                failed.append(e.wrap(f"{what} for {name}"))
+    return failed
 
 
 def _lock_file(path: str) -> int:

@@ -4,8 +4,10 @@ to run the plugin with chroot.
 
 A root is bound onto a mount point of its own first: `ip -n` remounts / as a
 slave mount, which fails where / is a plain directory. /proc, /sys, /dev,
-/run/netns (shared, so that netns made later show up inside), /tmp (the tests'
-files) and the repository are bound in at the same paths, so that every path a
+/run/netns (shared, so that netns made later show up inside), /run/ipvlan-ip
+(the plugin's records and locks, which the tests read, and which the
+plugins of every node share, as on one node), /tmp (the tests' files) and
+the repository are bound in at the same paths, so that every path a
 test passes means the same inside; the root's standard library is read from
 a copy in memory. The IPAM plugins are the VM's own Go
 binaries (not what is under test), run through the VM's loader and libraries:
@@ -49,7 +51,8 @@ class NodeRoot:
         sh.ip("netns", "add", probe, _tty_out=False)
         sh.ip("netns", "del", probe, _tty_out=False)
         self._bind(source, self.path)
-        for outside in ("/proc", "/sys", "/dev", "/run/netns", "/tmp", str(REPO), "/"):
+        os.makedirs("/run/ipvlan-ip", exist_ok=True)
+        for outside in ("/proc", "/sys", "/dev", "/run/netns", "/run/ipvlan-ip", "/tmp", str(REPO), "/"):
             inside = self.path / ("host" if outside == "/" else outside.lstrip("/"))
             self._bind(Path(outside), inside, recursive=outside != "/")
         self._go_plugins()

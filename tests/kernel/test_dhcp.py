@@ -77,21 +77,26 @@ def wait_for(path: Path, seconds: float = 30) -> None:
 
 @pytest.fixture
 def make_dhcp_lan(make_netns, make_master, tmp_path):
-    """make_dhcp_lan(net, broadcast=True, renew_after=None): a master, dnsmasq
-    on its far side serving {net}.0.100-150 (leases of an hour, renewed after
-    `renew_after` seconds if given), and a dhcp daemon (with -broadcast or without)."""
+    """make_dhcp_lan(net, broadcast=True, renew_after=None, vlan=None): a
+    master, dnsmasq on its far side (on VLAN `vlan` of it, if given) serving
+    {net}.0.100-150 (leases of an hour, renewed after `renew_after` seconds if
+    given), and a dhcp daemon (with -broadcast or without)."""
     procs: list[subprocess.Popen] = []
 
-    def make(net: str, broadcast: bool = True, renew_after: int | None = None) -> DhcpLan:
+    def make(net: str, broadcast: bool = True, renew_after: int | None = None, vlan: int | None = None) -> DhcpLan:
         master, lan_ns = make_master(), make_netns()
         ip("link", "set", master + "p", "netns", lan_ns)
-        ip("address", "add", f"{net}.0.1/24", "dev", master + "p", ns=lan_ns)
-        # The LAN side learns addresses from gratuitous ARP even where it has no entry yet.
-        ip("netns", "exec", lan_ns, "sysctl", "-qw", f"net/ipv4/conf/{master}p/arp_accept=1")
         ip("link", "set", master + "p", "up", ns=lan_ns)
+        port = f"{master}p.{vlan}" if vlan else f"{master}p"     # with `vlan`, dnsmasq serves that VLAN alone
+        if vlan:
+            ip("link", "add", "link", master + "p", "name", port, "type", "vlan", "id", str(vlan), ns=lan_ns)
+        ip("address", "add", f"{net}.0.1/24", "dev", port, ns=lan_ns)
+        # The LAN side learns addresses from gratuitous ARP even where it has no entry yet.
+        ip("netns", "exec", lan_ns, "sysctl", "-qw", f"net/ipv4/conf/{port}/arp_accept=1")
+        ip("link", "set", port, "up", ns=lan_ns)
         leases, socket = tmp_path / "dnsmasq.leases", tmp_path / "dhcp.sock"
         procs.append(start(["ip", "netns", "exec", lan_ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-                            "--port=0", "--user=root", "--bind-interfaces", f"--interface={master}p",
+                            "--port=0", "--user=root", "--bind-interfaces", f"--interface={port}",
                             f"--dhcp-range={net}.0.100,{net}.0.150,255.255.255.0,1h",
                             f"--dhcp-option=option:router,{net}.0.1", f"--dhcp-leasefile={leases}",
                             "--dhcp-authoritative", "--log-dhcp", "--log-facility=-",
@@ -145,6 +150,19 @@ def test_two_containers_get_distinct_leases_and_reach_each_other_and_the_lan(mak
         ok(call_plugin("DEL", conf, netns=f"/run/netns/{ns}", container_id=cid))
         assert "eth0" not in links_in(ns)
     released_within(lan, 10)
+
+
+def test_a_lease_from_the_dhcp_server_of_a_tagged_vlan(make_dhcp_lan, netns):
+    """dnsmasq serves VLAN 20 of the LAN only: the lease comes through the VLAN link the plugin makes."""
+    lan = make_dhcp_lan("10.239", vlan=20)
+    conf = lan.conf(vlan=20)
+    result = add(lan, conf, netns, "tagged")
+    assert leased(result) in lan.held() and pings(lan.server, netns)
+    assert link_in(netns)["link_index"] == link_in(None, f"{lan.master}.20")["ifindex"]
+    ok(call_plugin("CHECK", {**conf, "prevResult": result}, netns=f"/run/netns/{netns}", container_id="tagged"))
+    ok(call_plugin("DEL", conf, netns=f"/run/netns/{netns}", container_id="tagged"))
+    released_within(lan, 10)        # released through the VLAN link, which goes after
+    assert subprocess.run(["ip", "link", "show", "dev", f"{lan.master}.20"], capture_output=True).returncode != 0
 
 
 def released_within(lan: DhcpLan, seconds: float) -> None:

@@ -7,8 +7,8 @@ Python through the CLI, and the kernel tests below run through it (on
 bookworm, whose Python and iproute2 the whole suite uses, a few of them): the
 lifecycle in old and new spec versions and in every mode, dual-stack, CHECK, STATUS
 and GC, error and fault cases, rollback, a repeated ADD, DEL without a netns,
-odd names, other plugins' interfaces, a conflist, and the debug echo against
-`plan`. A failure's test id names the node it would hit."""
+odd names, other plugins' interfaces, a conflist, the debug echo against
+`plan`, and a VLAN link's lifecycle. A failure's test id names the node it would hit."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ CHOSEN = [
     "_the_taker",
     "tests/kernel/test_conflist.py",
     "tests/kernel/test_debug.py",
+    # vlan: the VLAN link made, used, refused when something else has its name, removed with its last user
+    "tests/kernel/test_vlan.py::test_a_container_on_vlan_20_reaches_vlan_20_of_the_lan_and_nothing_of_vlan_30"
+    "[l2-10.160]",
+    "tests/kernel/test_vlan.py::test_the_vlan_link_goes_with_its_last_attachment_of_any_network_and_never_before",
+    "tests/kernel/test_vlan.py::test_an_interface_named_like_the_vlan_link_that_is_not_that_vlan_is_refused_with_"
+    "nothing_allocated[veth]",
 ]
 # Bookworm is the VM's own Python and iproute2, which the whole suite runs on through the launcher,
 # and which runs the standalone file for podman and containerd: here the file's own path once more.
@@ -57,7 +63,7 @@ BOOKWORM = [
     "tests/kernel/test_repeated_add.py::test_a_repeated_add_is_refused_and_the_first_attachment_stays[host-local]",
     "tests/kernel/test_foreign_interfaces.py::test_del_after_a_refused_add_leaves_another_plugins_interface[veth]",
 ]
-COUNTS = {"bookworm": 5, "bullseye": 30, "trixie": 30}
+COUNTS = {"bookworm": 5, "bullseye": 33, "trixie": 33}
 
 EXPECTED = {"bullseye": ("Python 3.9.", "iproute2-5.9"), "trixie": ("Python 3.13.", "iproute2-6.")}
 

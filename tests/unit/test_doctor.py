@@ -106,9 +106,8 @@ def test_on_this_kernel_without_ipvlan_the_node_check_fails_saying_what_to_do_an
 DOC = REPO / "docs" / "doctor.md"
 
 
-def _versions_and_pid(text: str) -> str:
+def _versions(text: str) -> str:
     import re
-    text = re.sub(r"ipvlan-doctor-\d+", "ipvlan-doctor-PID", text)
     return re.sub(r"(Python|iproute2) \d+\.\d+(\.\d+)?", r"\1 X", text)
 
 
@@ -126,4 +125,18 @@ def test_the_docs_example_is_what_doctor_prints(tmp_path):
     finally:
         subprocess.run(["ip", "link", "del", "dm1"], capture_output=True)
     assert done.returncode == 1
-    assert _versions_and_pid(done.stdout) == _versions_and_pid(expected)
+    assert _versions(done.stdout) == _versions(expected)
+
+
+def test_the_vlan_link_a_config_would_use_is_checked_by_name_kind_id_parent_and_mtu():
+    from ipvlan_ip import doctor
+    conf = {"type": "ipvlan-ip", "master": "eth0", "vlan": 20}
+    vlan20 = {"ifname": "eth0.20", "link": "eth0", "mtu": 1400,
+              "linkinfo": {"info_kind": "vlan", "info_data": {"id": 20}}}
+    assert doctor.vlan_finding(conf, "eth0", []).status == "ok"                      # made at the first ADD
+    assert doctor.vlan_finding(conf, "eth0", [vlan20]).text.endswith("used as it is")
+    assert doctor.vlan_finding({**conf, "mtu": 1450}, "eth0", [vlan20]).status == "failure"
+    for other in ({**vlan20, "link": "eth1"}, {**vlan20, "linkinfo": {"info_kind": "vlan", "info_data": {"id": 30}}},
+                  {"ifname": "eth0.20", "linkinfo": {"info_kind": "veth"}}):
+        found = doctor.vlan_finding(conf, "eth0", [other])
+        assert found.status == "failure" and "ip link del dev eth0.20" in found.fix

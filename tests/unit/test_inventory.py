@@ -47,3 +47,29 @@ def test_master_found_by_netnsid_among_repeated_indexes_and_mtu_above_it_flagged
     text = show.as_text(doc)
     assert "ipvlan links whose master was not found:" in text and all(len(x) <= 80 for x in text.splitlines())
     assert "mtu 1500" in show.as_dot(doc)
+
+
+def vlan_link(index, name, vid, parent):
+    return {**link(index, name), "link": parent, "linkinfo": {"info_kind": "vlan", "info_data": {"id": vid}}}
+
+
+def test_a_vlan_master_is_drawn_under_the_interface_it_tags_on_and_one_of_ours_that_nothing_uses_is_flagged():
+    host = SeenNetns(1, "/proc/self/ns/net", "", [], True)
+    a = SeenNetns(2, "/run/netns/a", "a", [], False)
+    read = [(host, [link(2, "eth0"), vlan_link(5, "eth0.20", 20, "eth0"), vlan_link(6, "eth0.30", 30, "eth0"),
+                    vlan_link(7, "eth0.40", 40, "eth0")]),
+            (a, [link(3, "eth0", ipvlan={"link_index": 5, "link_netnsid": 0}, addresses=["10.0.0.5/24"])])]
+    # eth0.20 and eth0.30 are the plugin's; eth0.40, the node owner's, carries nothing and is no concern of ours.
+    doc = inventory.build(read, {"/d": {"net/10.0.0.5": "c1\neth0"}}, {}, lambda inside, of: 0, {"eth0.20", "eth0.30"})
+    jsonschema.validate(doc, SCHEMA)
+    masters = {m["name"]: m for m in doc["masters"]}
+    assert set(masters) == {"eth0.20", "eth0.30"}
+    assert masters["eth0.20"]["vlan"] == {"id": 20, "parent": "eth0", "made": True}
+    assert [x["name"] for x in masters["eth0.20"]["links"]] == ["eth0"] and masters["eth0.30"]["links"] == []
+    assert [(p["kind"], p["link"]) for p in doc["problems"]] == [("unused-vlan-link", "eth0.30")]
+    text = show.as_text(doc).splitlines()
+    assert text[:3] == ["eth0 in host", "└── eth0.20: VLAN 20, made by ipvlan-ip, up, mtu 1500",
+                        "    └── eth0 in a [container c1]  l2 bridge, up, mtu 1500"]
+    assert text.count("eth0 in host") == 1        # once for both VLANs
+    dot = show.as_dot(doc)
+    assert dot.count('[shape=box, label="eth0"]') == 1 and 'label="VLAN 20 (made by ipvlan-ip)"' in dot

@@ -1,0 +1,198 @@
+"""`"vlan": N`: the ipvlan links' master is the 802.1Q sub-interface VLAN N
+of `master`, made on demand, as Docker's ipvlan driver makes `eth0.20` for
+`-o parent=eth0.20`, so that no node has to be prepared first.
+
+The VLAN link:
+  - is named MASTER.N when that fits in 15 characters (eth0.20), else
+    `vl`, the CRC-32 of the master's name in hex, `.N` (vl8b5b0a3c.20):
+    the name a node's owner would give it, where it can have it;
+  - is made when missing, up, with the master's MTU (the kernel's default
+    for a VLAN link), by lines of the same `ip` batch that reads the master
+    and creates the ipvlan link, so an ADD runs no more processes for it;
+  - is made once for every network that names it: under a lock for the link
+    (/run/ipvlan-ip/locks/vlan-LINK.lock), which an ADD that finds the link holds shared,
+    and takes exclusively only to make it;
+  - when a link of that name exists, is used as it is if it is VLAN N on
+    that master, and never removed then (the node's owner made it); any
+    other interface of that name is refused, before anything is allocated.
+
+What the plugin made, it removes, and only that: each attachment on a VLAN
+link is recorded in /run/ipvlan-ip/vlan/NETWORK/CONTAINERID:IFNAME, and a
+link the plugin made in /run/ipvlan-ip/vlan-made/LINK (with its ifindex, so
+that a link of the same name made by someone else later is not taken for
+it). The last DEL removes the link, under its lock held exclusively, once no
+record of any network names it: an ADD records itself under the shared lock
+before it makes its ipvlan link, so the DEL either sees that record or
+comes first, and the ADD then makes the link anew. GC removes what
+attachments that are gone without a DEL left, as for hostAccess. The link
+goes by an ioctl (SIOCSIFVLAN, as vconfig did), not `ip`: a DEL runs one
+`ip` process, the last one too.
+
+The first part builds lines (pure, like commands.py); the second runs the
+steps through the runner, for operations.py to compose.
+"""
+from __future__ import annotations
+
+import zlib
+
+from . import state
+from .commands import Command, VlanDelete, batch_line
+from .errors import MASTER_FAILURE, CniError
+
+STATE = "/run/ipvlan-ip/vlan"
+MADE = "/run/ipvlan-ip/vlan-made"
+
+
+# ---------------------------------------------------------------- the lines
+
+def link_name(master: str, vid: int) -> str:
+    name = f"{master}.{vid}"
+    return name if len(name) <= 15 else f"vl{zlib.crc32(master.encode()):08x}.{vid}"
+
+
+def lock_path(link: str) -> str:
+    return f"{state.LOCKS}/vlan-{link}.lock"
+
+
+def record_path(network: str, container_id: str, ifname: str) -> str:
+    return state.record_path(STATE, network, container_id, ifname)
+
+
+def made_path(link: str) -> str:
+    return f"{MADE}/{link}"
+
+
+def link_lines(master: str, vid: int, make: bool) -> tuple[str, ...]:
+    """The create batch's lines before the ipvlan link's: read the master
+    (it must exist: the batch stops there when it does not), make the VLAN
+    link when it is missing, bring it up in any case, read it."""
+    name = link_name(master, vid)
+    add = (batch_line("link", "add", "link", master, "name", name, "type", "vlan", "id", str(vid)),) if make else ()
+    return (batch_line("link", "show", "dev", master), *add,
+            batch_line("link", "set", "dev", name, "up"), batch_line("link", "show", "dev", name))
+
+
+def mismatch(link: dict, master: str, vid: int) -> str | None:
+    """How `link`, as `ip -j -d link show` printed it, is not VLAN `vid` on `master`, or None."""
+    info = link.get("linkinfo", {})
+    if info.get("info_kind") != "vlan":
+        return f"is {'a ' + info['info_kind'] if info.get('info_kind') else 'a plain'} device, not a VLAN link"
+    if info.get("info_data", {}).get("id") != vid or link.get("link") != master:
+        return f"is VLAN {info.get('info_data', {}).get('id')} on {link.get('link')}, not VLAN {vid} on {master}"
+    return None
+
+
+# ---------------------------------------------------------------- the steps
+
+def claim(run, master: str, vid: int, make: bool) -> tuple[str, ...] | None:
+    """The lines that give the ipvlan links their VLAN link, to run under
+    its lock: shared to use the link that exists, exclusive to `make` it.
+    None when the lock held is the wrong one (as host_access.claim). A link
+    of that name that is not VLAN `vid` on `master` is refused: it stays
+    what it is, so waiting would not help."""
+    name = link_name(master, vid)
+    vlans = run.vlans()
+    if name in vlans and vlans[name] != (vid, master):
+        found_vid, parent = vlans[name]
+        raise refusal(name, f"is VLAN {found_vid} on {parent}, not VLAN {vid} on {master}")
+    present = name in vlans or run.host_index(name) > 0
+    if present and name not in vlans:
+        driver = run.interfaces(None).get(name)
+        raise refusal(name, f"is a {driver.driver if driver and driver.driver else 'device'}, not a VLAN link")
+    if present == make:
+        return None
+    return link_lines(master, vid, make)
+
+
+def refusal(name: str, problem: str) -> CniError:
+    return CniError(MASTER_FAILURE, f"vlan: the host's interface {name} {problem}; it was left alone, and nothing "
+                    "was allocated. Rename or remove it (ip link del dev NAME), or use another vlan or master")
+
+
+def record(run, network: str, container_id: str, ifname: str, master: str, vid: int, make: bool) -> None:
+    """This attachment is on the VLAN link, and (`make`) the plugin is
+    about to make the link. Both before the batch runs: a call killed
+    halfway then leaves nothing that DEL or GC does not find."""
+    link = link_name(master, vid)
+    if make:
+        mark(run, link, master, vid, 0)
+    run.save_record(record_path(network, container_id, ifname), {"master": master, "vlan": vid, "link": link})
+
+
+def mark(run, link: str, master: str, vid: int, ifindex: int) -> None:
+    """The plugin made `link`; its ifindex once the batch has read it (0 before)."""
+    run.save_record(made_path(link), {"master": master, "vlan": vid, "ifindex": ifindex})
+
+
+def leave(run, network: str, container_id: str, ifname: str) -> None:
+    """This attachment is off its VLAN link (nothing, and no lock, when it
+    was on none); the link goes when the plugin made it and nothing uses
+    it any more."""
+    path = record_path(network, container_id, ifname)
+    held = run.load_record(path)
+    if held is None:
+        return
+    with run.exclusive(lock_path(held["link"]), create=True):
+        run.save_record(path, None)
+        _remove_if_unused(run, held["link"])
+
+
+def _remove_if_unused(run, link: str) -> None:
+    """Under the link's lock held exclusively."""
+    if link in in_use(run):
+        return
+    made = run.load_record(made_path(link))
+    if made is None:
+        return      # the node owner's
+    index = run.host_index(link)
+    if index and made.get("ifindex") in (0, index):
+        run.delete_vlan(VlanDelete(f"remove the VLAN link {link}: the plugin made it, and nothing uses it", link))
+    run.save_record(made_path(link), None)
+
+
+def in_use(run) -> set[str]:
+    """The VLAN links some attachment, of any network, is recorded on."""
+    return {held["link"] for held in run.load_records(STATE).values()}
+
+
+def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
+    """GC: this network's attachments that are not valid any more come off
+    their VLAN links; then each link the plugin made that nothing uses goes.
+    Goes on past a step that fails; what failed is returned."""
+    failed = state.collect_gone(run, STATE, network, valid,
+                                lambda container_id, ifname: leave(run, network, container_id, ifname),
+                                "vlan: taking it off its VLAN link")
+    for link in set(run.load_records(MADE)) - in_use(run):
+        try:
+            with run.exclusive(lock_path(link), create=True):
+                _remove_if_unused(run, link)
+        except CniError as e:
+            failed.append(e.wrap(f"vlan: removing the VLAN link {link}"))
+    return failed
+
+
+def read_link(name: str) -> Command:
+    return Command(f"read the VLAN link {name}: VLAN id, parent, up", ("ip", "-j", "-d", "link", "show", "dev", name))
+
+
+def check(run, network: str, container_id: str, ifname: str, vid: int, container_link: dict) -> list[str]:
+    """CHECK: the attachment is recorded on VLAN `vid`'s link, which is
+    that VLAN on the master and up, and the container's ipvlan link (as
+    `ip -j -d address show` read it in the container) is on it."""
+    held = run.load_record(record_path(network, container_id, ifname))
+    if held is None:
+        return [f"vlan: nothing is recorded for {container_id}:{ifname} in {state.network_dir(STATE, network)}"]
+    name = held["link"]
+    if held["vlan"] != vid:
+        return [f"vlan: {ifname} was attached to VLAN {held['vlan']} ({name}), and the config says {vid}"]
+    try:
+        link = run.run_json(read_link(name))[0][0]
+    except CniError as e:
+        return [f"vlan: the VLAN link {name} is missing: {e.details}"]
+    problem = mismatch(link, held["master"], vid)
+    if problem:
+        return [f"vlan: the host's interface {name} {problem}"]
+    problems = [] if "UP" in link.get("flags", []) else [f"vlan: the VLAN link {name} is down"]
+    if container_link.get("link_index") != link.get("ifindex"):
+        problems.append(f"vlan: {ifname} is not an ipvlan link on the VLAN link {name}")
+    return problems
