@@ -9,10 +9,16 @@
 # later and ip, looked for in the node's root (mounted read-only at
 # $NODE_ROOT) with chroot, as the runtime will find them. A node without them
 # gets nothing, and the pod fails with one line that names what is missing.
+# Then the new file's own `ipvlan-ip doctor` checks the node, run there with
+# the node's python3 and ip (the bin dir is $NODE_CNI_BIN_DIR in the node's
+# root): iproute2's version, the kernel making ipvlan links (tried in a
+# throwaway netns, hence a privileged pod), /run writable. A node it fails
+# gets nothing either, and the pod's log carries doctor's report.
 set -eu
 dir=${CNI_BIN_DIR:-/host/opt/cni/bin}
 name=${CNI_PLUGIN_NAME:-ipvlan-ip}
 root=${NODE_ROOT:-/host/root}
+node_dir=${NODE_CNI_BIN_DIR:-/opt/cni/bin}
 target=$dir/$name
 on_node() { chroot "$root" /bin/sh -c "$1" >/dev/null 2>&1; }
 missing=
@@ -34,6 +40,17 @@ if [ -e "$target" ] && ! grep -q 'written by `ipvlan-ip install`' "$target"; the
 fi
 cp /ipvlan-ip "$dir/.$name.new"
 chmod 755 "$dir/.$name.new"
+if [ ! -f "$root$node_dir/.$name.new" ]; then
+  rm -f "$dir/.$name.new"
+  echo "install-cni: $dir is not $node_dir of the node's root $root, so doctor cannot run there; nothing installed" >&2
+  exit 1
+fi
+if ! report=$(chroot "$root" python3 "$node_dir/.$name.new" doctor 2>&1); then
+  rm -f "$dir/.$name.new"
+  echo "install-cni: ipvlan-ip doctor finds this node unfit; nothing installed:" >&2
+  echo "$report" >&2
+  exit 1
+fi
 mv -f "$dir/.$name.new" "$target"
 echo "install-cni: installed $target"
 while :; do sleep 3600; done

@@ -54,9 +54,21 @@ def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd
     assert refused.returncode == 1 and not copied.exists()
     [said] = [line for line in refused.stderr.splitlines() if line.startswith("install-cni:")]
     assert said.startswith("install-cni: this node cannot run ipvlan-ip: it lacks python3 (3.9 or later)"), said
-    # A Debian 11 node (Python 3.9, iproute2 5.9): the root tests/kernel/test_nodes.py runs the plugin in.
-    podman("run", "-d", "--name", "installer", "--network", "none", *node_dirs,
-           "-v", f"{ROOTS / 'bullseye'}:/host/root:ro", INSTALLER)
+    # A Debian 11 node (Python 3.9, iproute2 5.9): the root tests/kernel/test_nodes.py runs the plugin in,
+    # privileged, with its bin dir and a /run of its own inside its root, as the DaemonSet has them.
+    node = ["--privileged", "-e", "NODE_CNI_BIN_DIR=/opt", "-v", f"{ROOTS / 'bullseye'}:/host/root:ro",
+            "-v", f"{podman.node_bin}:/host/root/opt", "--mount", "type=tmpfs,destination=/host/root/run"]
+    # The same node with an iproute2 older than 5.9: doctor, run there, fails it, and nothing is installed.
+    old_ip = tmp_path / "old-ip"
+    old_ip.write_text("#!/bin/sh\necho 'ip utility, iproute2-ss200127'\n")
+    old_ip.chmod(0o755)
+    unfit = podman("run", "--rm", "--network", "none", *node_dirs, *node, "-v", f"{old_ip}:/host/root/bin/ip:ro",
+                   INSTALLER, check=False)
+    assert unfit.returncode == 1 and not copied.exists(), unfit.stderr
+    assert not (podman.node_bin / f".{NODE_NAME}.new").exists()
+    assert "install-cni: ipvlan-ip doctor finds this node unfit; nothing installed:" in unfit.stderr
+    assert "failure iproute2: `ip -V` says 'ip utility, iproute2-ss200127'" in unfit.stderr, unfit.stderr
+    podman("run", "-d", "--name", "installer", "--network", "none", *node_dirs, *node, INSTALLER)
     try:
         for _ in range(120):
             if copied.exists():
