@@ -118,7 +118,7 @@ def refusal(data: dict) -> str:
     master, mode, flag = data.get("master", ""), data.get("mode") or "l2", data.get("flag", "")
     if ipam_type == "dhcp" and mode != "l2":
         return (f"ipam type \"dhcp\" needs mode l2: in {mode} no broadcast reaches an ipvlan link, so the "
-                "DHCP server's replies never arrive (see README.md, \"Addresses from your LAN's DHCP server\")")
+                "DHCP server's replies never arrive (see docs/dhcp.md)")
     if ipam_type == "dhcp" and master == "ipam":
         return ("\"master\": \"ipam\" cannot work with ipam type \"dhcp\": the dhcp plugin names no "
                 "interface, and it needs the link made first")
@@ -154,7 +154,7 @@ def _vlan_problem(vlan, data: dict) -> str:
     if data.get("hostAccess"):
         return ("vlan cannot work with hostAccess: the host would need an address on a VLAN link the plugin "
                 "makes and removes; make the VLAN link yourself, give it the host's address, and name it "
-                "as \"master\" instead (README.md, \"Tagged VLANs\")")
+                "as \"master\" instead (docs/vlan.md)")
     return ""
 
 

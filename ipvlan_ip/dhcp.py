@@ -33,8 +33,8 @@ from .state import LOCKS
 DEFAULT_SOCKET = "/run/cni/dhcp.sock"
 TAKEN = ("Address already assigned to an ipvlan device", "Address already in use")
 START = ("start it first: `/usr/lib/cni/dhcp daemon -broadcast` (the dhcp file of your CNI bin dir), or "
-         "Debian's cni-dhcp.socket and cni-dhcp.service with -broadcast added to its ExecStart (see README.md, "
-         "\"Addresses from your LAN's DHCP server\")")
+         "Debian's cni-dhcp.socket and cni-dhcp.service with -broadcast added to its ExecStart (see "
+         "docs/dhcp.md)")
 
 
 def socket_path(ipam: dict) -> str:

@@ -21,7 +21,7 @@ from . import advice, config, dhcp, host_access, ipam, validation, vlan
 from .commands import Command, batch_line
 from .errors import CniError
 
-PYTHON = ((3, 9), (3, 13))      # the supported range (README.md, "Supported nodes")
+PYTHON = ((3, 9), (3, 13))      # the supported range (docs/nodes.md)
 IPROUTE2 = (5, 9)
 DEFAULT_BIN_DIRS = ("/opt/cni/bin",)
 
@@ -220,7 +220,7 @@ def _check_ours(run, where: str, conf: dict, bin_dirs: list[str], links: list[di
     problems = validation.problems("netconf", conf)
     if problems:
         return [failure("schema", p.replace("$", where, 1), "ipvlan-ip validate FILE lists every problem; "
-                                                            "README.md, \"Network configuration reference\"")
+                                                            "docs/config.md")
                 for p in problems]
     found = [ok("schema", f"{where} is a valid ipvlan-ip config")]
     refused = config.refusal(conf)
@@ -255,7 +255,7 @@ def _dhcp_finding(run, socket: str) -> Finding:
     if daemons and not any("-broadcast" in argv for argv in daemons):
         return warning("dhcp", f"the dhcp daemon ({' '.join(daemons[0])}) runs without -broadcast: in an ipvlan "
                                "link, which has no address yet, the server's unicast replies never arrive",
-                       "restart it with -broadcast (README.md, \"Addresses from your LAN's DHCP server\")")
+                       "restart it with -broadcast (docs/dhcp.md)")
     return ok("dhcp", f"a daemon listens on {socket}; it must run with -broadcast")
 
 

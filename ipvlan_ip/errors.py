@@ -1,7 +1,7 @@
 """CNI error codes and the one exception type that carries them to stdout.
 
 Codes below 100 are the spec's well-known ones; 100 and up are ours and are
-listed in README.md.
+listed in docs/errors.md.
 """
 from __future__ import annotations
 

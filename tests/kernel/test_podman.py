@@ -1,6 +1,6 @@
 """podman 4 with its CNI backend attaches containers through ipvlan-ip.
 
-The config is docs/podman/ (what the README shows), with only the paths, the
+The config is docs/podman/ (what docs/install.md shows), with only the paths, the
 master and the subnet changed (tests/kernel/runtimes.py): podman's store and
 state live in the test run's own folder, and ipvlan-ip is put in a plugin dir
 of its own by `ipvlan-ip install`. Each podman command costs 5-20 s in the VM,

@@ -52,15 +52,15 @@ def test_the_daemonset_mounts_the_node_cni_bin_dir_where_the_installer_writes():
     assert "/ipvlan-ip" in (DEPLOY / "Containerfile").read_text()
 
 
-def test_the_network_attachment_definition_is_the_readmes_and_its_config_is_valid():
+def test_the_network_attachment_definition_is_the_install_pages_and_its_config_is_valid():
     nad = load("network-attachment-definition.yaml")
     jsonschema.validate(nad, NAD_SCHEMA)
     config = json.loads(nad["spec"]["config"])
     assert validation.problems("netconf", {**config, "name": nad["metadata"]["name"]}) == []
     manifest = (DEPLOY / "network-attachment-definition.yaml").read_text()
     shown = [line.strip() for line in manifest[manifest.index("apiVersion:"):].splitlines()]
-    readme = [line.strip() for line in (REPO / "README.md").read_text().splitlines()]
-    assert any(readme[n:n + len(shown)] == shown for n in range(len(readme))), "README's NAD differs"
+    page = [line.strip() for line in (REPO / "docs" / "install.md").read_text().splitlines()]
+    assert any(page[n:n + len(shown)] == shown for n in range(len(page))), "docs/install.md's NAD differs"
 
 
 def test_the_installer_leaves_a_file_that_is_not_ours(tmp_path):

@@ -1,10 +1,9 @@
-"""plan, install, the walkthrough and the echo's shell lines."""
+"""plan, install and the echo's shell lines (the docs' plan listings: test_docs.py)."""
 
 import json
 import os
 import shlex
 import subprocess
-import sys
 
 import pytest
 
@@ -13,9 +12,6 @@ from ipvlan_ip.commands import Command, LinkSpec, Netns
 from ipvlan_ip.echo import shell_line
 from ipvlan_ip.install import MARK, install
 from ipvlan_ip.plan import plan
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
-import walkthrough  # noqa: E402
 
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
                    "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}).encode()
@@ -27,18 +23,13 @@ def commands_of(script: str) -> list[str]:
     return [line for line in script.splitlines() if not line.startswith("#")]
 
 
-def test_walkthrough_matches_the_code():
-    text = walkthrough.DOC.read_text()
-    assert text == walkthrough.regenerated(text), "docs drifted: run python scripts/walkthrough.py"
-    assert text.count("<!-- plan ") == 3
-
-
 @pytest.mark.parametrize("name", ["containers.conf", "ipvlan-net.conflist"])
-def test_readme_shows_the_podman_files_the_tests_run(name):
-    # tests/kernel/test_podman.py runs docs/podman/; the README must show the same files
+def test_the_install_page_shows_the_podman_files_the_tests_run(name):
+    # tests/kernel/test_podman.py runs docs/podman/; docs/install.md must show the same files
     repo = os.path.join(os.path.dirname(__file__), "..", "..")
-    with open(os.path.join(repo, "docs", "podman", name)) as doc, open(os.path.join(repo, "README.md")) as readme:
-        assert doc.read() in readme.read()
+    with open(os.path.join(repo, "docs", "podman", name)) as doc, \
+            open(os.path.join(repo, "docs", "install.md")) as page:
+        assert doc.read() in page.read()
 
 
 def test_plan_is_the_builders_steps_in_order():

@@ -1,0 +1,117 @@
+"""The docs cannot rot: each picture's SVG is what Graphviz renders from its
+DOT source, every relative link and anchor of README.md and docs/ resolves,
+every `plan` listing is what `ipvlan-ip plan` prints (scripts/docs.py), and
+every ipvlan-ip config shown in JSON is one the schema takes. (The doctor
+example is run by test_doctor.py; the demo's own output, shown in
+docs/debugging.md and docs/show.md, by tests/kernel/test_demo.py.)"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipvlan_ip import validation
+from ipvlan_ip.doctor import ours
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import docs  # noqa: E402
+
+DIAGRAMS = sorted((REPO / "docs" / "diagrams").glob("*.dot"))
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+
+
+def test_the_pages_are_the_readme_and_docs():
+    assert len(docs.PAGES) >= 15 and all(page.exists() for page in docs.PAGES)
+
+
+@pytest.mark.parametrize("source", DIAGRAMS, ids=lambda p: p.name)
+def test_each_svg_is_what_graphviz_renders_from_its_dot(source):
+    rendered = subprocess.run(["dot", "-Tsvg", str(source)], capture_output=True, text=True, check=True).stdout
+    committed = source.with_suffix(".svg").read_text()
+    assert committed == rendered, f"{source.name} drifted: dot -Tsvg {source} > {source.with_suffix('.svg')}"
+
+
+def test_there_is_a_picture_of_each_mode_and_of_hostaccess_and_vlan():
+    assert {p.stem for p in DIAGRAMS} >= {"l2", "l3", "l3s", "host-access", "vlan"}
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation but - and _ dropped, spaces to -."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text())
+    return {slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+
+
+@pytest.mark.parametrize("page", docs.PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_and_anchor_resolves(page):
+    broken = []
+    for target in LINK.findall(FENCE.sub("", page.read_text())):
+        if re.match(r"[a-z]+:", target):
+            continue        # https:, mailto:
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(f"{target}: no {resolved.relative_to(REPO) if REPO in resolved.parents else resolved}")
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            broken.append(f"{target}: no heading for #{anchor}")
+    assert broken == []
+
+
+def test_every_former_readme_section_is_one_click_from_the_readme():
+    readme = (REPO / "README.md").read_text()
+    linked = {(REPO / t.partition("#")[0]).resolve() for t in LINK.findall(readme) if not re.match(r"[a-z]+:", t)}
+    pages = {p.resolve() for p in (REPO / "docs").glob("*.md")}
+    assert pages - linked == set()
+    assert readme.count("\n") <= 210
+
+
+@pytest.mark.parametrize("page", docs.PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_plan_listing_is_what_plan_prints(page):
+    text = page.read_text()
+    assert text == docs.regenerated(text), f"{page.name} drifted: run python scripts/docs.py"
+
+
+def test_the_walkthrough_shows_add_del_and_check():
+    text = (REPO / "docs" / "walkthrough.md").read_text()
+    assert [c for c in ("ADD", "DEL", "CHECK") if f"--command {c} -->" in text] == ["ADD", "DEL", "CHECK"]
+
+
+def configs_shown() -> list[tuple[str, dict]]:
+    found = []
+    for page in docs.PAGES:
+        for lang, body in FENCE.findall(page.read_text()):
+            if lang != "json":
+                continue
+            data = json.loads(body)
+            plugins = data.get("plugins", [data]) if isinstance(data, dict) else []
+            if any(isinstance(p, dict) and p.get("type") == "ipvlan-ip" for p in plugins):
+                found.append((f"{page.relative_to(REPO)}", data))
+    return found
+
+
+def test_every_config_shown_is_one_the_schema_takes():
+    shown = configs_shown()
+    assert len(shown) >= 5
+    for where, data in shown:
+        problems = [p for _, conf in ours(data) for p in validation.problems("netconf", conf)]
+        assert problems == [], where
+
+
+def test_the_example_files_are_valid_configs():
+    for path in (REPO / "docs" / "example").glob("*.conf"):
+        assert validation.problems("netconf", json.loads(path.read_text())) == [], path.name
+
+
+def test_the_docs_name_no_path_of_this_machine():
+    for page in docs.PAGES:
+        assert "/work/" not in page.read_text() and os.sep + "tmp" + os.sep + "studio" not in page.read_text()
