@@ -151,7 +151,7 @@ def l2(stage: Stage, dot_file: str = "") -> None:
     show("-n", "demo-a", "-d", "address", "show", "dev", "eth0")
     show("-n", "demo-a", "route")
     banner("ipvlan-ip show: the master, its links in every netns, and anything wrong")
-    _show(stage, dot_file)
+    _show(stage, "demo-m0", dot_file)
     banner("demo-a pings demo-b over ipvlan")
     proof("demo-a reaches demo-b", pings("demo-a", address_of(results["demo-b"])))
     for command in ("CHECK", "DEL"):
@@ -164,16 +164,16 @@ def l2(stage: Stage, dot_file: str = "") -> None:
     proof("no reservation left", reservations(stage, "demo") == [])
 
 
-def _show(stage: Stage, dot_file: str = "") -> None:
-    print(f"$ ipvlan-ip show --ipam-dir {stage.workdir}/ipam", flush=True)
-    tree = subprocess.run([plugin_launcher(), "show", "--ipam-dir", f"{stage.workdir}/ipam"], capture_output=True,
-                          text=True)
+def _show(stage: Stage, master: str, dot_file: str = "") -> None:
+    # --master: on a node or beside other tests, the host holds other masters; the tour draws its own.
+    args = ["show", "--master", master, "--ipam-dir", f"{stage.workdir}/ipam"]
+    print("$ ipvlan-ip " + " ".join(args), flush=True)
+    tree = subprocess.run([plugin_launcher(), *args], capture_output=True, text=True)
     print(tree.stdout + tree.stderr, end="", flush=True)
     if tree.returncode:
         raise SystemExit("demo: ipvlan-ip show failed")
     if dot_file:
-        graph = subprocess.run([plugin_launcher(), "show", "--dot", "--ipam-dir", f"{stage.workdir}/ipam"],
-                               capture_output=True, text=True, check=True)
+        graph = subprocess.run([plugin_launcher(), *args, "--dot"], capture_output=True, text=True, check=True)
         Path(dot_file).write_text(graph.stdout)
         print(f"(the same as a Graphviz graph: {dot_file})")
 
@@ -335,7 +335,7 @@ def show_topic(stage: Stage) -> None:
     network = conf("tour-show", master, host_local(stage, "10.205.0.0/24"))
     containers = [stage.netns("tour-show-a"), stage.netns("tour-show-b")]
     results = {c: cni("ADD", network, c, echo=False) for c in containers}
-    _show(stage)
+    _show(stage, master)
     show("link", "set", master, "down")
     print(f"$ ipvlan-ip show --master {master}", flush=True)
     tree = subprocess.run([plugin_launcher(), "show", "--master", master], capture_output=True, text=True)

@@ -56,7 +56,7 @@ def test_the_tour_runs_every_topic_and_each_proof_holds():
     l2 = sections[0]
     echo = l2.split("=== ADD demo-a\n", 1)[1].split("stdout:", 1)[0].split("\n", 1)[1]
     assert timeless(echo) == timeless(block_after("debugging.md", "<!-- the echo of ./demo's first ADD -->"))
-    tree = l2.split("$ ipvlan-ip show --ipam-dir", 1)[1].split("\n", 1)[1].split("\n(the same", 1)[0]
+    tree = l2.split("$ ipvlan-ip show --master demo-m0 --ipam-dir", 1)[1].split("\n", 1)[1].split("\n(the same", 1)[0]
     tree = tree.split("\n===", 1)[0].rstrip("\n") + "\n"
     shown = block_after("show.md", "<!-- ./demo's show -->").split("\n", 1)[1]
     assert tree == shown
