@@ -2,10 +2,12 @@
 PARALLEL DELs at once, CYCLES times, with host-local IPAM. After every round:
 all calls succeeded, the addresses and temporary link names were distinct, and
 nothing is left (no link on the master, no reservation); at the end, no file
-but host-local's own two and no stray process. Prints cycles per second. In
-the qemu VM when this kernel has no ipvlan.
+but host-local's own two and no stray process. With --vlan N the ADDs race to
+make the master's VLAN N link: each round checks that exactly one was made,
+and that the round's last DEL removed it. Prints cycles per second. In the
+qemu VM when this kernel has no ipvlan.
 
-    python scripts/stress.py [--cycles 200] [--parallel 1]
+    python scripts/stress.py [--cycles 200] [--parallel 1] [--vlan N]
 """
 
 import argparse
@@ -67,7 +69,12 @@ def strays() -> list[str]:
     return found
 
 
-def stress(cycles: int, parallel: int) -> int:
+def vlan_links(master: str) -> list[str]:
+    links = json.loads(ip("-j", "-d", "link", "show", "type", "vlan") or "[]")
+    return [link["ifname"] for link in links if link.get("link") == master]
+
+
+def stress(cycles: int, parallel: int, vlan: int | None) -> int:
     master = f"st{uuid.uuid4().hex[:6]}"
     ip("link", "add", master, "type", "veth", "peer", "name", master + "p")
     ip("link", "set", master, "up")
@@ -75,8 +82,9 @@ def stress(cycles: int, parallel: int) -> int:
     for ns in namespaces:
         ip("netns", "add", ns)
     with tempfile.TemporaryDirectory(prefix="ipvlan-stress-") as workdir:
-        conf = json.dumps({"cniVersion": "1.0.0", "name": "stress", "type": "ipvlan-ip", "master": master,
-                           "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": workdir}}).encode()
+        settings = {"cniVersion": "1.0.0", "name": "stress", "type": "ipvlan-ip", "master": master,
+                    "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": workdir}}
+        conf = json.dumps({**settings, **({"vlan": vlan} if vlan else {})}).encode()
         start = time.monotonic()
         try:
             with ThreadPoolExecutor(parallel) as pool:
@@ -86,10 +94,14 @@ def stress(cycles: int, parallel: int) -> int:
                     added = list(pool.map(lambda a: call("ADD", conf, *a), zip(namespaces, ids, strict=True)))
                     addresses = [r["ips"][0]["address"] for r in added]
                     assert len(set(addresses)) == parallel, f"addresses not distinct: {addresses}"
+                    if vlan:
+                        made = vlan_links(master)
+                        assert made == [f"{master}.{vlan}"], f"cycle {cycle}: VLAN links on {master}: {made}"
                     list(pool.map(lambda a: call("DEL", conf, *a), zip(namespaces, ids, strict=True)))
                     left = sorted(p.name for p in Path(workdir, "stress").glob("10.*"))
                     assert not left, f"cycle {cycle}: reservations left: {left}"
                     assert not leftover_links(namespaces), f"cycle {cycle}: links left: {leftover_links(namespaces)}"
+                    assert not vlan_links(master), f"cycle {cycle}: VLAN link left: {vlan_links(master)}"
             elapsed = time.monotonic() - start
             files = sorted(str(p.relative_to(workdir)) for p in Path(workdir).rglob("*") if p.is_file())
             assert files == ["stress/last_reserved_ip.0", "stress/lock"], f"files left: {files}"
@@ -98,7 +110,8 @@ def stress(cycles: int, parallel: int) -> int:
                 ip("netns", "del", ns, _ok_code=range(256))
             ip("link", "del", master, _ok_code=range(256))
     left = strays()
-    print(f"stress: {cycles} cycles of {parallel} ADD + {parallel} DEL on one master in {elapsed:.1f} s: "
+    on = f"VLAN {vlan} of one master" if vlan else "one master"
+    print(f"stress: {cycles} cycles of {parallel} ADD + {parallel} DEL on {on} in {elapsed:.1f} s: "
           f"{cycles / elapsed:.3f} cycles/s; nothing left (links, reservations, files); "
           f"processes left: {left or 'none'}")
     return 1 if left else 0
@@ -108,12 +121,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--vlan", type=int, help="ADDs race to make this VLAN of the master, once a round")
     parser.add_argument("--here", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.here or host_has_ipvlan():
-        return stress(args.cycles, args.parallel)
+        return stress(args.cycles, args.parallel, args.vlan)
+    vlan = ["--vlan", str(args.vlan)] if args.vlan else []
     return run_in_vm([".venv/bin/python", "scripts/stress.py", "--here", "--cycles", str(args.cycles),
-                      "--parallel", str(args.parallel)])
+                      "--parallel", str(args.parallel), *vlan])
 
 
 if __name__ == "__main__":
