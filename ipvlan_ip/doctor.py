@@ -96,32 +96,38 @@ def ours(data: dict, type_name: str = "ipvlan-ip") -> list[tuple[str, dict]]:
 
 
 def master_findings(conf: dict, master: dict | None, name: str, links: list[dict]) -> list[Finding]:
-    """The master as `ip -j -d address show` listed it (None: not there) can carry our links."""
+    """The master as `ip -j -d address show` listed it (None: not there) can carry our links: one line
+    for the master, and one each for the `mtu` and `hostAccess` the config asks of it."""
     check = f"master {name}"
     if master is None:
         return [failure(check, f"there is no interface {name} on this node",
                         "name an interface this node has in \"master\" (ip link show)")]
-    found = []
+    problems = []
     kind = master.get("linkinfo", {}).get("info_kind")
     if kind == "ipvlan":
-        found.append(failure(check, f"{name} is itself an ipvlan link", "name its own master instead"))
+        problems.append(failure(check, f"{name} is itself an ipvlan link", "name its own master instead"))
     if "UP" not in master.get("flags", []):
-        found.append(failure(check, f"{name} is down", f"ip link set dev {name} up"))
+        problems.append(failure(check, f"{name} is down", f"ip link set dev {name} up"))
     macvlans = [link["ifname"] for link in links
                 if link.get("link") == name and link.get("linkinfo", {}).get("info_kind") == "macvlan"]
     if macvlans:
-        found.append(failure(check, f"{name} carries macvlan links ({', '.join(macvlans)}), and a master serves "
-                                    "macvlan or ipvlan, not both",
-                             f"use another master, or remove them (ip link del dev {macvlans[0]})"))
-    mtu = conf.get("mtu") or 0
-    if isinstance(mtu, int) and mtu > master.get("mtu", 0):
-        found.append(failure(f"mtu {mtu}", f"above {name}'s MTU {master.get('mtu')}",
-                             f"lower \"mtu\" to at most {master.get('mtu')}, or leave it out"))
-    if conf.get("hostAccess") and not host_access.host_addresses(master):
-        found.append(failure("hostAccess", f"the host has no address on {name}, so its containers cannot "
-                                           "answer it", f"ip address add ADDRESS/PREFIX dev {name}"))
-    return found or [ok(check, f"{name} is up, MTU {master.get('mtu')}"
-                               + (f", kind {kind}" if kind else "") + ", no macvlan links")]
+        problems.append(failure(check, f"{name} carries macvlan links ({', '.join(macvlans)}), and a master "
+                                       "serves macvlan or ipvlan, not both",
+                                f"use another master, or remove them (ip link del dev {macvlans[0]})"))
+    found = problems or [ok(check, f"{name} is up, MTU {master.get('mtu')}"
+                                   + (f", kind {kind}" if kind else "") + ", no macvlan links")]
+    mtu = conf.get("mtu")
+    if isinstance(mtu, int) and mtu:
+        found.append(ok(f"mtu {mtu}", f"at most {name}'s MTU {master.get('mtu')}") if mtu <= master.get("mtu", 0)
+                     else failure(f"mtu {mtu}", f"above {name}'s MTU {master.get('mtu')}",
+                                  f"lower \"mtu\" to at most {master.get('mtu')}, or leave it out"))
+    if conf.get("hostAccess"):
+        addresses = host_access.host_addresses(master)
+        found.append(ok("hostAccess", f"the host has {', '.join(addresses)} on {name}, for its containers "
+                                      "to answer") if addresses
+                     else failure("hostAccess", f"the host has no address on {name}, so its containers cannot "
+                                                "answer it", f"ip address add ADDRESS/PREFIX dev {name}"))
+    return found
 
 
 def plugin_finding(plugin_type: str, found: str | None, bin_dirs: list[str]) -> Finding:

@@ -48,7 +48,7 @@ def test_a_healthy_node_and_config_pass(make_lan, tmp_path):
     findings = [*report["node"], *report["configs"][0]["findings"]]
     assert code == 0 and report["summary"] == {"failures": 0, "warnings": 0}, report
     assert {f["check"] for f in findings} >= {"python", "iproute2", "ipvlan", "/run", "schema", f"master {lan.master}",
-                                              "plugin ipvlan-ip", "plugin host-local"}
+                                              "hostAccess", "plugin ipvlan-ip", "plugin host-local"}
     # The probe's netns went with its process: doctor names none in /run/netns.
     assert not [line for line in str(ip("netns", "list")).splitlines() if "doctor" in line]
 
