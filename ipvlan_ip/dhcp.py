@@ -50,9 +50,13 @@ def daemon_missing(path: str) -> CniError:
     return CniError(IPAM_FAILURE, f"the CNI dhcp daemon is not listening on {path}; {START}")
 
 
+def not_listening(error: CniError) -> bool:
+    return "error dialing DHCP daemon" in error.details
+
+
 def explain(error: CniError, path: str) -> CniError:
     """The dhcp plugin's failure, with what to do about it where we know."""
-    if "error dialing DHCP daemon" in error.details:
+    if not_listening(error):
         return daemon_missing(path)
     if error.code == TRY_AGAIN_LATER or "no DHCP packet received" in error.details:
         return CniError(error.code, f"{error.details}: no DHCP lease arrived. With ipvlan the server's "

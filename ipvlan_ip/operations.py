@@ -341,7 +341,13 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
 
 
 def _release(conf: NetConf, env: CniEnv, run) -> None:
-    ipam.execute(run, conf, env, "DEL")
+    try:
+        ipam.execute(run, conf, env, "DEL")
+    except CniError as e:
+        # The runtime calls DEL again until it succeeds: say what lets it.
+        if conf.dhcp and dhcp.not_listening(e):
+            raise dhcp.daemon_missing(dhcp.socket_path(conf.ipam)) from e
+        raise
 
 
 def _unroute(conf: NetConf, env: CniEnv, run) -> None:

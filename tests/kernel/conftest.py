@@ -59,13 +59,13 @@ class Reply:
 
 
 def call_plugin(command: str, conf: dict | str | bytes, netns: str = "", ifname: str = "eth0",
-                container_id: str = "c1", env: dict | None = None, plugin: str = PLUGIN) -> Reply:
+                container_id: str = "c1", env: dict | None = None, plugin: str = PLUGIN, timeout: float = 120) -> Reply:
     stdin = conf if isinstance(conf, bytes) else (conf if isinstance(conf, str) else json.dumps(conf)).encode()
     full_env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
                 "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": f"{GO_PLUGINS}:{TEST_PLUGINS}",
                 **(env or {})}
     done = subprocess.run([plugin], input=stdin, env={k: v for k, v in full_env.items() if v is not None},
-                          capture_output=True, timeout=120)
+                          capture_output=True, timeout=timeout)
     stdout = done.stdout.decode()
     return Reply(done.returncode, json.loads(stdout) if stdout.strip() else None, stdout, done.stderr.decode())
 
