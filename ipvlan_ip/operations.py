@@ -344,10 +344,12 @@ def _release(conf: NetConf, env: CniEnv, run) -> None:
     try:
         ipam.execute(run, conf, env, "DEL")
     except CniError as e:
-        # The runtime calls DEL again until it succeeds: say what lets it.
-        if conf.dhcp and dhcp.not_listening(e):
-            raise dhcp.daemon_missing(dhcp.socket_path(conf.ipam)) from e
-        raise
+        if not (conf.dhcp and dhcp.not_listening(e)):
+            raise
+        # The daemon holds its leases in memory alone: with none listening, no lease of this container's is
+        # held, and a daemon started later knows none either. Failing DEL would keep the pod for nothing.
+        run.echo(f"# no dhcp daemon listens on {dhcp.socket_path(conf.ipam)}, so none holds a lease to release: "
+                 "DEL goes on")
 
 
 def _unroute(conf: NetConf, env: CniEnv, run) -> None:

@@ -29,6 +29,7 @@ class DhcpLan(NamedTuple):
     leases: Path        # dnsmasq's lease file
     socket: str         # the dhcp daemon's
     daemon_log: Path
+    daemon: subprocess.Popen
 
     @property
     def server(self) -> str:
@@ -106,7 +107,7 @@ def make_dhcp_lan(make_netns, make_master, tmp_path):
         procs.append(start([DHCP, "daemon", *(["-broadcast"] if broadcast else []), "-socketpath", str(socket)],
                            daemon_log))
         wait_for(socket)
-        return DhcpLan(master, lan_ns, net, leases, str(socket), daemon_log)
+        return DhcpLan(master, lan_ns, net, leases, str(socket), daemon_log, procs[-1])
     yield make
     stop(procs)
 
@@ -272,9 +273,21 @@ def test_missing_daemon_says_how_to_start_it_and_leaves_nothing(master, netns, t
     reply = call_plugin("ADD", conf, netns=f"/run/netns/{netns}")
     assert reply.out["code"] == 101 and "dhcp daemon -broadcast" in reply.out["details"], reply.stdout
     assert links_in(netns) == ["lo"]
-    # The runtime's DEL cannot release without the daemon either (it may hold a lease): it says the same.
-    reply = call_plugin("DEL", conf, netns=f"/run/netns/{netns}")
-    assert reply.out["code"] == 101 and "dhcp daemon -broadcast" in reply.out["details"], reply.stdout
+    ok(call_plugin("DEL", conf, netns=f"/run/netns/{netns}"))
+
+
+def test_del_after_the_daemon_died_completes_and_removes_the_link(make_dhcp_lan, netns):
+    """The daemon holds its leases in memory alone: once it is gone, no lease of the container's is held,
+    and a daemon started later knows none. DEL goes on without the release rather than fail until then."""
+    lan = make_dhcp_lan("10.240")
+    conf = {**lan.conf(), "debug": True}
+    add(lan, conf, netns, "orphan")
+    stop([lan.daemon])
+    reply = call_plugin("DEL", conf, netns=f"/run/netns/{netns}", container_id="orphan")
+    ok(reply)
+    assert f"no dhcp daemon listens on {lan.socket}" in reply.stderr, reply.stderr
+    assert links_in(netns) == ["lo"]
+    ok(call_plugin("DEL", conf, netns=f"/run/netns/{netns}", container_id="orphan"))   # and again, as runtimes do
 
 
 def test_repeated_add_is_refused_before_asking_for_a_second_lease(make_dhcp_lan, netns):
