@@ -2,7 +2,7 @@
 shows (pings, a lease, the host's TCP probe, a netfilter counter, plan against
 the echo), and leaves nothing behind. Its output is also what docs/ shows of
 the demo: the debug echo of an ADD (docs/debugging.md) and `ipvlan-ip show`'s
-tree (docs/show.md), timings and temporary paths aside."""
+tree (docs/show.md, docs/walkthrough.md), timings and temporary paths aside."""
 
 import re
 import subprocess
@@ -58,5 +58,5 @@ def test_the_tour_runs_every_topic_and_each_proof_holds():
     assert timeless(echo) == timeless(block_after("debugging.md", "<!-- the echo of ./demo's first ADD -->"))
     tree = l2.split("$ ipvlan-ip show --master demo-m0 --ipam-dir", 1)[1].split("\n", 1)[1].split("\n(the same", 1)[0]
     tree = tree.split("\n===", 1)[0].rstrip("\n") + "\n"
-    shown = block_after("show.md", "<!-- ./demo's show -->").split("\n", 1)[1]
-    assert tree == shown
+    for page in ("show.md", "walkthrough.md"):
+        assert tree == block_after(page, "<!-- ./demo's show -->").split("\n", 1)[1], page

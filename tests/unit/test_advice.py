@@ -19,6 +19,8 @@ from ipvlan_ip.install import install
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from vm import host_has_ipvlan  # noqa: E402
 
+ERRORS_DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+
 # As iproute2 6.1 prints them (the MTU one as an older kernel says it, and as 6.1 does).
 SAID = {"Error: Unknown device type.": "modprobe ipvlan",
         "RTNETLINK answers: Device or resource busy": "macvlan",
@@ -61,6 +63,8 @@ def test_on_a_kernel_without_ipvlan_add_says_what_to_do_and_leaves_nothing(tmp_p
                               input=json.dumps(conf).encode(), capture_output=True, timeout=60)
         error = json.loads(done.stdout)
         assert done.returncode == 1 and error["code"] == 100
+        assert error == json.loads(ERRORS_DOC.read_text().split("<!-- ADD on a kernel without ipvlan -->\n```\n", 1)[1]
+                                   .split("```", 1)[0])       # what docs/errors.md shows
         assert "modprobe ipvlan" in error["msg"] and "CONFIG_IPVLAN" in error["msg"]
         assert error["details"].endswith("Error: Unknown device type.")      # iproute2's words, kept
         assert b"modprobe ipvlan" in done.stderr

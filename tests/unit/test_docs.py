@@ -1,9 +1,10 @@
 """The docs cannot rot: each picture's SVG is what Graphviz renders from its
 DOT source, every relative link and anchor of README.md and docs/ resolves,
 every `plan` listing is what `ipvlan-ip plan` prints (scripts/docs.py), and
-every ipvlan-ip config shown in JSON is one the schema takes. (The doctor
-example is run by test_doctor.py; the demo's own output, shown in
-docs/debugging.md and docs/show.md, by tests/kernel/test_demo.py.)"""
+every ipvlan-ip config shown in JSON is one the schema takes, and every other
+output shown as real stands behind a marker that a test reads (CHECKED): the
+doctor example (test_doctor.py), ADD's error on a kernel without ipvlan
+(test_advice.py), and the demo's echo and show tree (tests/kernel/test_demo.py)."""
 
 import json
 import os
@@ -84,6 +85,34 @@ def test_every_plan_listing_is_what_plan_prints(page):
 def test_the_walkthrough_shows_add_del_and_check():
     text = (REPO / "docs" / "walkthrough.md").read_text()
     assert [c for c in ("ADD", "DEL", "CHECK") if f"--command {c} -->" in text] == ["ADD", "DEL", "CHECK"]
+
+
+# Each marker stands before a block of output that a test makes again and compares.
+CHECKED = {"<!-- doctor example -->": "tests/unit/test_doctor.py",
+           "<!-- ADD on a kernel without ipvlan -->": "tests/unit/test_advice.py",
+           "<!-- the echo of ./demo's first ADD -->": "tests/kernel/test_demo.py",
+           "<!-- ./demo's show -->": "tests/kernel/test_demo.py",
+           "<!-- plan ": "scripts/docs.py"}
+MARKED = re.compile(r"^(<!-- [^\n]*)\n```\w*\n(.*?)^```", re.S | re.M)
+
+
+def shows_output(body: str) -> bool:
+    """A command with what it printed, the echo, or a CNI error object: what is shown as real."""
+    first = body.split("\n", 1)[0]
+    return first.startswith(("$ ", "# request:", "#!/bin/sh")) or (first.startswith('{"cniVersion"')
+                                                                     and '"code"' in first)
+
+
+@pytest.mark.parametrize("page", docs.PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_output_shown_is_behind_a_marker_a_test_checks(page):
+    text = page.read_text()
+    shown = [body for _, body in FENCE.findall(text) if shows_output(body)]
+    marked = [body for marker, body in MARKED.findall(text) if marker.startswith(tuple(CHECKED))]
+    assert [body.split("\n", 1)[0] for body in shown if body not in marked] == []
+
+
+def test_each_marker_is_read_by_the_file_named_for_it():
+    assert all(marker.strip() in (REPO / reader).read_text() for marker, reader in CHECKED.items())
 
 
 def configs_shown() -> list[tuple[str, dict]]:
