@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from ipvlan_ip.echo import Echo
 from ipvlan_ip.errors import CniError
 from ipvlan_ip.runner import Runner
 
@@ -17,19 +18,28 @@ from ipvlan_ip.runner import Runner
 def test_a_second_operation_waits_for_the_first(tmp_path):
     netns = tmp_path / "netns"
     netns.touch()
-    order = []
+    order, holding, waiting = [], threading.Event(), threading.Event()
+    first_runner = Runner(timeout=10)
 
-    def operation(name, hold):
-        with Runner(timeout=10).exclusive(str(netns)):
-            order.append(f"{name} in")
-            time.sleep(hold)
-            order.append(f"{name} out")
-    first = threading.Thread(target=operation, args=("ADD", 0.5))
+    def add():
+        with first_runner.exclusive(str(netns)):
+            order.append("ADD in")
+            holding.set()
+            assert waiting.wait(10), "DEL never waited"
+            order.append("ADD out")
+    first = threading.Thread(target=add)
     first.start()
-    time.sleep(0.1)
-    operation("DEL", 0)
+    assert holding.wait(10)
+    # DEL says it waits (the echo) before it waits: the ADD lets go only then, so the two overlapped.
+    class Told(Echo):
+        def __call__(self, text: str) -> None:
+            if text.startswith("# waiting"):
+                waiting.set()
+    with Runner(Told(), timeout=10).exclusive(str(netns)):
+        order.append("DEL in")
+        order.append("DEL out")
     first.join()
-    assert order == ["ADD in", "ADD out", "DEL in", "DEL out"]
+    assert order == ["ADD in", "ADD out", "DEL in", "DEL out"] and waiting.is_set()
 
 
 def test_waiting_past_the_timeout_is_try_again_later(tmp_path):
@@ -37,11 +47,9 @@ def test_waiting_past_the_timeout_is_try_again_later(tmp_path):
     netns.touch()
     with open(netns) as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)
-        start = time.monotonic()
         with pytest.raises(CniError) as caught, Runner(timeout=1).exclusive(str(netns)):
             pass
     assert caught.value.code == 11 and "still running after 1 s" in caught.value.details
-    assert 1 <= time.monotonic() - start < 3
 
 
 def test_nothing_to_hold_when_the_netns_is_gone(tmp_path):
