@@ -71,8 +71,9 @@ class VlanDelete(namedtuple("VlanDelete", "why name")):
     __slots__ = ()
 
 
-class LinkSpec(namedtuple("LinkSpec", "master tmp_name ifname mode flag mtu", defaults=("l2", "", 0))):
-    """The ipvlan link to make: `flag` "" is the kernel's default (bridge), `mtu` 0 the master's."""
+class LinkSpec(namedtuple("LinkSpec", "master tmp_name ifname mode flag mtu alias", defaults=("l2", "", 0, ""))):
+    """The ipvlan link to make: `flag` "" is the kernel's default (bridge),
+    `mtu` 0 the master's, `alias` the mark of the network that makes it."""
     __slots__ = ()
 
 
@@ -88,6 +89,18 @@ def netns_at(path: str) -> Netns:
     """CNI_NETNS as a Netns: named when it is a file under /run/netns."""
     parent, name = os.path.split(os.path.normpath(path))
     return Netns(path, name if parent in NAMED_NETNS_DIRS else "")
+
+
+MARK = "ipvlan-ip:"
+IFALIASZ = 255      # the kernel's limit on an alias, without the terminating NUL
+
+
+def mark(network: str) -> str:
+    """The alias ADD gives its link (and the kernel keeps with it), by which
+    a DEL tells the link its own network made from another network's in the
+    same container: both are ipvlan links of one master, with its MAC."""
+    text = MARK + network
+    return text if len(text) <= IFALIASZ else f"{MARK}crc32-{zlib.crc32(network.encode()):08x}"
 
 
 def temporary_name(container_id: str, ifname: str) -> str:
@@ -213,7 +226,7 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra:
         # tentative address would not be usable when ADD returns.
         nodad = ("nodad",) if family(ipc["address"]) == 6 else ()
         lines.append(batch_line("address", "add", ipc["address"], "dev", spec.ifname, *nodad))
-    lines.append(batch_line("link", "set", "dev", spec.ifname, "up"))
+    lines.append(batch_line("link", "set", "dev", spec.ifname, *(("alias", spec.alias) if spec.alias else ()), "up"))
     for route in route_plan(addressing):
         lines.append(batch_line("route", "add", *route_words(route), "dev", spec.ifname))
     lines += extra          # hostAccess's routes and neighbour entries toward the host

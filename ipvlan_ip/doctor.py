@@ -17,7 +17,7 @@ import re
 import sys
 from collections import namedtuple
 
-from . import advice, config, dhcp, host_access, ipam, validation, vlan
+from . import advice, config, dhcp, host_access, ipam, port, validation, vlan
 from .commands import Command, batch_line
 from .errors import CniError
 
@@ -294,6 +294,9 @@ def vlan_finding(conf: dict, master: str, links: list[dict]) -> Finding:
     if (conf.get("mtu") or 0) > shown.get("mtu", 0):
         return failure("vlan", f"mtu {conf['mtu']} is above {name}'s MTU {shown.get('mtu')}",
                        f"lower \"mtu\" to at most {shown.get('mtu')}, or leave it out")
+    if shown.get("ifalias") == vlan.MADE:
+        return ok("vlan", f"{name} is VLAN {conf['vlan']} on {master}, made by ipvlan-ip at an earlier ADD: used, "
+                  "and removed once nothing stands on it")
     return ok("vlan", f"{name} is VLAN {conf['vlan']} on {master}, made by the node's owner: used as it is")
 
 
@@ -318,4 +321,55 @@ def examine(run, paths: list[str], bin_dirs: list[str]) -> dict:
     except CniError as e:     # no usable ip: the node's findings say so
         unread = [failure("links", f"cannot list this node's links: {e.details}", "see the node's findings")]
         return report(node, [(path, unread) for path in paths])
-    return report(node, [(path, check_config(run, path, bin_dirs, links)) for path in paths])
+    checked = {path: check_config(run, path, bin_dirs, links) for path in paths}
+    for path, finding in port_findings(run, paths, links):
+        checked[path].append(finding)
+    return report(node, list(checked.items()))
+
+
+def port_findings(run, paths: list[str], links: list[dict]):
+    """(path, finding) for each config whose mode and flag differ from
+    another config's on the same master, or from what the master carries
+    now (port.py: the kernel keeps one of each per master, so that ADD is
+    refused)."""
+    wanted: dict[str, list[tuple[str, str, tuple[str, str]]]] = {}
+    for path in paths:
+        for where, conf in _readable(path):
+            device = _port_device(conf)
+            if device:
+                wanted.setdefault(device, []).append((path, where, (conf.get("mode") or "l2",
+                                                                    conf.get("flag") or "bridge")))
+    present = {link.get("ifname") for link in links}
+    fix = "the kernel keeps one mode and one flag per master"
+    for device, asks in wanted.items():
+        carried = next(((link.mode, link.flag) for _, link in port.stacked(run, device) if link.kind == "ipvlan"),
+                       None) if device in present else None
+        for path, where, (mode, flag) in asks:
+            said = f"{where} asks for mode {mode}, flag {flag}"
+            others = sorted({f"{p} {w}" for p, w, settings in asks if settings != (mode, flag)})
+            if carried and carried != (mode, flag):
+                yield path, failure(f"port {device}", f"{said}; {device} carries ipvlan links in mode {carried[0]}, "
+                                    f"flag {carried[1]} now, so its ADD is refused",
+                                    f"{fix}: ask for what it carries, or give this network a master of its own "
+                                    "(\"vlan\": N)")
+            elif others:
+                yield path, failure(f"port {device}", f"{said}, and {', '.join(others)} differ on the same master",
+                                    f"{fix}, so the network that ADDs second is refused: give them the same, or "
+                                    "masters of their own (\"vlan\": N)")
+
+
+def _port_device(conf: dict) -> str:
+    """The device a valid config's links go on, where the config names it on the host."""
+    master = conf.get("master") or ""
+    if not master or master == "ipam" or conf.get("linkInContainer") or validation.problems("netconf", conf):
+        return ""
+    return vlan.link_name(master, conf["vlan"]) if conf.get("vlan") else master
+
+
+def _readable(path: str) -> list[tuple[str, dict]]:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return []
+    return ours(data) if isinstance(data, dict) else []

@@ -15,10 +15,31 @@ import time
 
 from .commands import Command, LinkUp, Rename, SysctlWrite, VlanDelete, ip
 
+# Where a config's logFile may be: a NetworkAttachmentDefinition is often
+# writable by a namespace's users, and the plugin runs as root, so the
+# directory is the node owner's choice (IPVLAN_IP_LOG_DIR in the runtime's
+# environment), never the config's.
+LOG_DIR = "/var/log/ipvlan-ip"
+
+
+def log_dir(environ) -> str:
+    return environ.get("IPVLAN_IP_LOG_DIR") or LOG_DIR
+
+
+def log_problem(log_file: str, directory: str) -> str | None:
+    """Why `log_file` may not be written, or None: it must be a file
+    directly in `directory` (no .., no subdirectory)."""
+    parent, name = os.path.split(os.path.normpath(log_file))
+    if parent != os.path.normpath(directory) or name in ("", ".", ".."):
+        return (f"logFile {log_file!r} is not a file directly in {directory}, the directory this node allows logs "
+                "in (its owner sets another with IPVLAN_IP_LOG_DIR in the runtime's environment)")
+    return None
+
 
 class Echo:
     """Where debug lines go: stderr when debugging, and a log file when
-    configured (runtimes usually drop a plugin's stderr)."""
+    configured (runtimes usually drop a plugin's stderr): a file directly in
+    the log directory, opened without following a symlink, made private."""
 
     def __init__(self, debug: bool = False, log_file: str = "", container_id: str = ""):
         self.debug, self.log_file, self.container_id = debug, log_file, container_id
@@ -35,9 +56,15 @@ class Echo:
             lines = "".join(f"{stamp} {self.container_id or '-'} {line}\n" for line in text.splitlines())
             # Non-blocking: a FIFO without a reader (or a full one) must not hang
             # the call; it goes on without the log, as for an unwritable file.
+            directory, name = os.path.split(self.log_file)
             with contextlib.suppress(OSError):
-                fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC,
-                             0o644)
+                os.makedirs(directory, 0o700, exist_ok=True)
+                parent = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o600, dir_fd=parent)
+                finally:
+                    os.close(parent)
                 try:
                     os.write(fd, lines.encode())
                 finally:

@@ -22,6 +22,9 @@ _REQUIRED = {
 
 _CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 IFNAMSIZ = 16  # the kernel's limit, counting the terminating NUL
+NAME_MAX = 255  # the longest file name: a record is named CONTAINERID:IFNAME (state.py)
+# The longest name state.py gives a record's file: its temporary one, .CONTAINERID:IFNAME.PID (pid_max is 2**22).
+_RECORD_FILE = ".{}:{}.4194304"
 
 
 class CniEnv(namedtuple("CniEnv", "command container_id netns ifname args path raw refused",
@@ -109,6 +112,10 @@ def attachment_problem(env: CniEnv) -> str:
     problem = interface_name_problem(env.ifname) or batch_problem(env.ifname)
     if problem:
         return f"CNI_IFNAME {env.ifname!r} {problem}"
+    if len(_RECORD_FILE.format(env.container_id, env.ifname)) > NAME_MAX:
+        longest = NAME_MAX - len(_RECORD_FILE.format("", env.ifname))
+        return (f"CNI_CONTAINERID is {len(env.container_id)} characters long, and with CNI_IFNAME "
+                f"{env.ifname!r} at most {longest} fit the name of the record the plugin keeps of the attachment")
     if env.netns and not env.netns.startswith("/"):
         return f"CNI_NETNS {env.netns!r} is not an absolute path"
     return ""

@@ -182,8 +182,8 @@ def claim(run, master: str, mode: str, flag: str, make: bool) -> tuple[str, ...]
     is not ours."""
     name = link_name(master)
     present = run.interfaces(None).get(name)
-    if present and present.driver != "ipvlan":
-        raise CniError(MASTER_FAILURE, f"hostAccess: the host's interface {name} is a {present.driver or 'device'} "
+    if present and present.kind != "ipvlan":
+        raise CniError(MASTER_FAILURE, f"hostAccess: the host's interface {name} is a {present.kind or 'device'} "
                        "of another program, not ipvlan; it was left alone")
     if (present is None) != make:
         return None
@@ -255,27 +255,36 @@ def _forget_stale(run, link: str, dst: str, own: str) -> bool:
     container this call serves holds the address now, and the kernel lets
     one ipvlan link of a master hold an address, so that attachment's link
     lost it. Its DEL or GC would otherwise remove the route from under this
-    one."""
+    one. Under the master's lock held exclusively, as detach reads and
+    removes a record: that DEL then reads the record as it is after this."""
     address, found = dst.split("/")[0], False
-    for name, held in run.load_records(STATE).items():
-        path = f"{STATE}/{name}"
-        if path != own and held.get("link") == link and dst in held.get("routes", []):
-            run.echo(f"# hostAccess: {dst} through {link} is left from {name}, whose link no longer has it")
-            run.save_record(path, {**held, "routes": [r for r in held["routes"] if r != dst],
-                                                "neighbours": [n for n in held["neighbours"] if n != address]})
-            found = True
+    with run.exclusive(lock_path(link), create=True):
+        for name, held in run.load_records(STATE).items():
+            path = f"{STATE}/{name}"
+            if path != own and held.get("link") == link and dst in held.get("routes", []):
+                run.echo(f"# hostAccess: {dst} through {link} is left from {name}, whose link no longer has it")
+                run.save_record(path, {**held, "routes": [r for r in held["routes"] if r != dst],
+                                       "neighbours": [n for n in held["neighbours"] if n != address]})
+                found = True
     return found
 
 
 def detach(run, network: str, container_id: str, ifname: str) -> None:
-    """Remove what attach added on the host (nothing, and no process, when nothing was recorded)."""
+    """Remove what attach added on the host (nothing, and no process, when
+    nothing was recorded), under the master's lock held exclusively: the
+    record is read again under it, since an ADD may have taken a route
+    over from it meanwhile (_forget_stale)."""
     path = record_path(network, container_id, ifname)
     recorded = run.load_record(path)
     if recorded is None:
         return
-    if recorded["routes"]:
-        run.run_batch_ok(unroute(recorded))
-    run.save_record(path, None)
+    with run.exclusive(lock_path(recorded["link"]), create=True):
+        recorded = run.load_record(path)
+        if recorded is None:
+            return
+        if recorded["routes"]:
+            run.run_batch_ok(unroute(recorded))
+        run.save_record(path, None)
 
 
 def check(run, network: str, container_id: str, ifname: str, container_ips: list[str], mode: str,
@@ -330,7 +339,7 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
                                 "hostAccess: removing its host routes")
     in_use = _in_use(run)
     for link, interface in run.interfaces(None).items():
-        if _LINK.fullmatch(link) and interface.driver == "ipvlan" and link not in in_use:
+        if _LINK.fullmatch(link) and interface.kind == "ipvlan" and link not in in_use:
             try:
                 with run.exclusive(lock_path(link), create=True):
                     if link not in _in_use(run):     # an ADD may have claimed it meanwhile

@@ -35,8 +35,10 @@ def collect(run, ipam_dirs=(), conf_dirs=DEFAULT_CONF_DIRS, cache_dir=DEFAULT_CA
         readings = list(pool.map(lambda ns: _read(run, ns), spaces))
     dirs = data_dirs(run, ipam_dirs, conf_dirs)
     reservations = {d: run.read_files(d, 2) for d in dirs}
+    host = next((read for ns, read in zip(spaces, readings) if ns.host), [])
+    made = {link["ifname"] for link in host if link.get("ifalias") == vlan.MADE}
     return build(list(zip(spaces, readings)), reservations, run.read_files(cache_dir, 1), run.nsid,
-                 set(run.read_files(vlan.MADE, 1)))
+                 made | set(run.read_files(vlan.LEGACY, 1)))
 
 
 def _read(run, ns) -> list:

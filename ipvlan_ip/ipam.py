@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from . import results
+from . import results, state
 from .config import NetConf
 from .environment import CniEnv
 from .errors import INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE, CniError
@@ -23,11 +23,27 @@ def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
                    "plugins in /usr/lib/cni), or fix \"type\"")
 
 
+# How long a call waits for its network's turn at IPAM, in timeouts: 4 x 30 s is the kubelet's own
+# 2 minutes for a whole sandbox (docs/failures.md).
+TURN_PATIENCE = 4
+
+
+def turn_path(network: str) -> str:
+    return f"{state.LOCKS}/ipam-{os.path.basename(state.network_dir('', network))}.lock"
+
+
 def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None = None) -> str:
-    """Run the IPAM plugin for `command`; its stdout, or its own error raised as ours."""
+    """Run the IPAM plugin for `command`; its stdout, or its own error raised as ours.
+
+    One call of a network at a time, in turn: IPAM plugins serialise a
+    network's calls themselves (host-local on its data dir's lock,
+    whereabouts against the API server), and the call's timeout, which
+    kills a wedged plugin, must count the plugin's own run, not a wait
+    behind the others of a burst. The wait has a budget of its own."""
     path = find_plugin(conf.ipam_type, env.path)
     child_env = {**os.environ, **env.raw, "CNI_COMMAND": command}
-    code, out = run.run_plugin(path, child_env, conf.stdin if stdin is None else stdin)
+    with run.exclusive(turn_path(conf.name), create=True, patience=TURN_PATIENCE):
+        code, out = run.run_plugin(path, child_env, conf.stdin if stdin is None else stdin)
     if code == 0:
         return out
     raise plugin_error(out, code, f"IPAM plugin {conf.ipam_type!r}", command)

@@ -1,7 +1,7 @@
 """In-process calls into the kernel, each from a thread inside a network
 namespace (what Go's netns.Do does): ADD's rename and bringing up of the
-link and its sysctls, DEL's list of the interfaces with their drivers and
-MACs, the removal of a VLAN link the plugin made, and the checks that
+link and its sysctls, the interfaces of a netns as rtnetlink lists them
+(rtnetlink.py), the removal of a VLAN link the plugin made, and the checks that
 CNI_NETNS is a network namespace at all. No
 process is spawned for any of them: each is one or two system calls, where
 an `ip` would cost a process start.
@@ -14,21 +14,14 @@ import fcntl
 import os
 import stat
 import time
-from collections import namedtuple
 
 from .commands import LinkUp, Netns, Rename, SysctlWrite, VlanDelete, netns_at
 from .echo import Echoed
 from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, CniError
+from .rtnetlink import NETLINK_ROUTE, Link, addressed, links
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703      # ioctl on an nsfs file: which kind of namespace it is (Linux 4.11)
-
-
-class Interface(namedtuple("Interface", "driver mac")):
-    """An interface as DEL tells its own link from another plugin's: the
-    driver, as `ethtool -i` names it ("ipvlan", "veth", "" when it has none),
-    and the MAC address (an ipvlan link carries its master's)."""
-    __slots__ = ()
 
 
 class Kernel(Echoed):
@@ -102,25 +95,36 @@ class Kernel(Echoed):
             raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
         self._outcome(0, start)
 
-    def interfaces(self, netns: Netns | None) -> dict[str, Interface]:
-        """The interfaces in `netns` (None: the host's) by name, each with its
-        driver and MAC, read from a thread inside it (no process: the same way
-        in as the sysctl writes). A list, never a look-up by name: looking up
-        a name that does not exist (if_nametoindex, or `ip link del dev NAME`)
-        makes the kernel run `modprobe netdev-NAME`, which cost about 0.3 s a
-        name in the test VM."""
-        import socket
+    def interfaces(self, netns: Netns | None) -> dict[str, Link]:
+        """The interfaces in `netns` (None: the host's) by name, as
+        rtnetlink dumps them (the kind, MAC and alias DEL tells its own link
+        by), read from a thread inside it: no process, the same way in as
+        the sysctl writes. A list, never a look-up by name: looking up a
+        name that does not exist (if_nametoindex, or `ip link del dev NAME`)
+        makes the kernel run `modprobe netdev-NAME`, which cost about 0.3 s
+        a name in the test VM."""
         where = "/proc/self/ns/net" if netns is None else netns.path
         try:
-            with inside_netns(where), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                found = {n: _describe(sock, n) for _, n in socket.if_nameindex()}
+            found = {link.name: link for link in self.links(where)}
         except OSError as e:
             if e.errno == errno.EINVAL:      # setns refuses a file that is no network namespace
                 raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {where} is not a network namespace") from e
             raise CniError(LINK_FAILURE, f"failed to list the interfaces in {where}: {e}") from e
-        listed = " ".join(f"{n} ({i.driver})" if i.driver else n for n, i in sorted(found.items()))
+        listed = " ".join(f"{n} ({i.kind})" if i.kind else n for n, i in sorted(found.items()))
         self.echo(f"# interfaces in {where}: {listed}")
         return found
+
+    def links(self, where: str) -> list[Link]:
+        """Every interface of the netns at `where`, from rtnetlink (OSError when it cannot be entered)."""
+        import socket
+        with inside_netns(where), socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+            return links(sock)
+
+    def addressed(self) -> set[int]:
+        """The ifindex of each of the host's interfaces that the node gave an address of global scope."""
+        import socket
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+            return addressed(sock)
 
     def delete_vlan(self, step: VlanDelete) -> None:
         """Remove a VLAN link of the host's (SIOCSIFVLAN, DEL_VLAN_CMD: the
@@ -199,30 +203,10 @@ def open_namespace_file(path: str) -> int:
     return fd
 
 
-SIOCSIFNAME, SIOCETHTOOL, SIOCGIFHWADDR, ETHTOOL_GDRVINFO = 0x8923, 0x8946, 0x8927, 3
+SIOCSIFNAME = 0x8923
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 SIOCSIFVLAN, DEL_VLAN_CMD = 0x8983, 1       # struct vlan_ioctl_args: cmd, device1[24], u[24], vlan_qos
 IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
-
-
-def _describe(sock, name: str) -> Interface:
-    """`name`'s driver (ETHTOOL_GDRVINFO, as `ethtool -i`) and MAC
-    (SIOCGIFHWADDR), asked through `sock` of the netns it lives in."""
-    import array
-    import struct
-    # struct ethtool_drvinfo: the command word, then driver[32] and 160 bytes more.
-    info = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
-    try:
-        fcntl.ioctl(sock, SIOCETHTOOL, struct.pack("16sP", name.encode(), info.buffer_info()[0]).ljust(IFREQ, b"\0"))
-        driver = info.tobytes()[4:36].split(b"\0")[0].decode(errors="replace")
-    except OSError:     # lo and a few others have no ethtool driver info
-        driver = ""
-    try:
-        hw = fcntl.ioctl(sock, SIOCGIFHWADDR, name.encode().ljust(IFREQ, b"\0"))
-        mac = hw[18:24].hex(":")   # after ifr_name[16] and sa_family
-    except OSError:
-        mac = ""
-    return Interface(driver, mac)
 
 
 @contextlib.contextmanager

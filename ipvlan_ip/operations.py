@@ -5,10 +5,10 @@ commands.py and every execution goes through the runner `run`.
 """
 from __future__ import annotations
 
-from . import commands, dhcp, host_access, ipam, vlan
+from . import commands, dhcp, host_access, ipam, port, vlan
 from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
-from .environment import CniEnv, batch_problem
+from .environment import CniEnv, batch_problem, interface_name_problem
 from .errors import (
     CHECK_FAILURE,
     INTERFACE_EXISTS,
@@ -37,7 +37,7 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         raise dhcp.daemon_missing(socket)
 
     made = Made()
-    spec = _link_spec(conf, env, "")
+    spec = link_spec(conf, env.container_id, env.ifname, "")
     try:
         if not conf.master_from_ipam:
             # As upstream, the link comes before the addresses: an unusable master costs no allocation.
@@ -96,9 +96,10 @@ def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
             run.echo(f"# rollback step failed: {cleanup_error.details}")
 
 
-def _link_spec(conf: NetConf, env: CniEnv, master: str) -> LinkSpec:
-    return LinkSpec(master=master, tmp_name=commands.temporary_name(env.container_id, env.ifname),
-                    ifname=env.ifname, mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
+def link_spec(conf: NetConf, container_id: str, ifname: str, master: str) -> LinkSpec:
+    """The link an ADD makes (and `plan` shows), marked with its network's name."""
+    return LinkSpec(master=master, tmp_name=commands.temporary_name(container_id, ifname), ifname=ifname,
+                    mode=conf.mode, flag=conf.flag, mtu=conf.mtu, alias=commands.mark(conf.name))
 
 
 def master_name(conf: NetConf, run, netns: Netns | None) -> str:
@@ -109,7 +110,7 @@ def master_name(conf: NetConf, run, netns: Netns | None) -> str:
     if conf.prev_result is not None:
         interfaces = conf.prev_result["interfaces"]
         if len(interfaces) == 1 and interfaces[0].get("name"):
-            return interfaces[0]["name"]
+            return _checked_name(interfaces[0]["name"], "prevResult's interface")
         raise CniError(INVALID_CONFIG, "chained master failure: prevResult lacks a single named interface")
     for version in (4, 6):
         routes = run.run_json(commands.show_default_routes(netns, version))[0]
@@ -167,24 +168,37 @@ def _on_vlan(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: 
     lines = vlan.claim(run, master, conf.vlan, make)
     if lines is None:
         return False
-    vlan.record(run, conf.name, env.container_id, env.ifname, master, conf.vlan, make)
+    vlan.record(run, conf.name, env.container_id, env.ifname, master, conf.vlan)
     made.vlan = True
     _create_link(run, conf, env, master, target, made, vlan_lines=lines)
-    if make:
-        vlan.mark(run, made.master_read["ifname"], master, conf.vlan, made.master_read["ifindex"])
     return True
 
 
 def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made,
                  host_link: tuple[str, ...] = (), vlan_lines: tuple[str, ...] = ()) -> None:
-    """The create batch; the link removed again when the read shows a master
-    we must not use. With `vlan_lines`, the link's master is the VLAN link
-    they give `master`, and is read after it."""
+    """The create batch, once the master's ipvlan port is known to carry
+    this network's mode and flag or none (port.py: the kernel keeps one of
+    each per master, and a new link would switch every link on it); the
+    link removed again when the read shows a master we must not use. With
+    `vlan_lines`, the link's master is the VLAN link they give `master`, and
+    is read after it."""
     where = f" in {target.path}" if conf.link_in_container else ""
     problem = batch_problem(master)
     if problem:
         raise CniError(MASTER_FAILURE, f"master {master!r}{where} {problem}")
-    spec = _link_spec(conf, env, vlan.link_name(master, conf.vlan) if vlan_lines else master)
+    spec = link_spec(conf, env.container_id, env.ifname, vlan.link_name(master, conf.vlan) if vlan_lines else master)
+    ports_netns = target if conf.link_in_container else None
+
+    def on_port(exclusive: bool) -> bool:
+        if not port.settle(run, spec.master, ports_netns, conf.mode, conf.flag, exclusive):
+            return False
+        _create_batch(run, conf, spec, master, target, made, where, host_link, vlan_lines)
+        return True
+    _shared(run, port.lock_path(spec.master), f"the ipvlan links of {spec.master!r}", on_port)
+
+
+def _create_batch(run, conf: NetConf, spec: LinkSpec, master: str, target: Netns, made: Made, where: str,
+                  host_link: tuple[str, ...], vlan_lines: tuple[str, ...]) -> None:
     cmd = commands.create_on_master(spec, target, conf.link_in_container, host_link, vlan_lines)
     try:
         docs, failures = run.run_batch(cmd)
@@ -257,7 +271,16 @@ def _master_from_ipam(found: dict) -> str:
     if len(names) != 1 or not names[0]:
         raise CniError(MASTER_FAILURE, "\"master\": \"ipam\" needs the IPAM result to name exactly one "
                        f"interface, and it named {len(names)}")
-    return names[0]
+    return _checked_name(names[0], "the IPAM result's interface")
+
+
+def _checked_name(name: str, what: str) -> str:
+    """A master named by another plugin's result is checked as CNI_IFNAME is:
+    it becomes part of lock and record paths, and a line of `ip -batch`."""
+    problem = interface_name_problem(name) or batch_problem(name)
+    if problem:
+        raise CniError(INVALID_CONFIG, f"{what} {name!r} {problem}, so it cannot be the master")
+    return name
 
 
 def _toward_host(conf: NetConf, env: CniEnv, addressing: Addressing,
@@ -378,7 +401,7 @@ def _remove_link(conf: NetConf, env: CniEnv, run) -> None:
     master_mac = _master_mac(conf, env, run, present) if candidates else None
     names = []
     for name in candidates:
-        problem = not_ours(present[name], master_mac)
+        problem = not_ours(present[name], master_mac, commands.mark(conf.name))
         if problem:
             run.echo(f"# {name} in {env.netns} {problem}: not ours, left alone")
         else:
@@ -418,11 +441,15 @@ def _master_mac(conf: NetConf, env: CniEnv, run, present: dict) -> str | None:
     return None
 
 
-def not_ours(link, master_mac: str | None) -> str | None:
-    """Why the interface `link` (a kernel.Interface) cannot be the link this
-    network's ADD made, or None."""
-    if link.driver != "ipvlan":
-        return f"is {'a ' + link.driver if link.driver else 'an interface'} device, not an ipvlan link"
+def not_ours(link, master_mac: str | None, mark: str) -> str | None:
+    """Why the interface `link` (an rtnetlink.Link) cannot be the link this
+    network's ADD made, or None. Its alias says which network made it
+    (commands.mark); a link without one, made by a version of this plugin
+    before marks, is told by its master's MAC alone."""
+    if link.kind != "ipvlan":
+        return f"is {'a ' + link.kind if link.kind else 'an interface'} device, not an ipvlan link"
+    if link.alias.startswith(commands.MARK):
+        return None if link.alias == mark else f"is the link of another network (its alias is {link.alias})"
     if master_mac is not None and link.mac.lower() != master_mac.lower():
         return "is an ipvlan link of another master"
     return None
@@ -531,7 +558,8 @@ def gc(conf: NetConf, env: CniEnv, run) -> None:
     import json
     attachments = json.loads(conf.stdin).get("cni.dev/valid-attachments", [])
     # Read wrongly, it would say that nothing is valid, and GC would take what live containers use.
-    if not (isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)):
+    if not (isinstance(attachments, list) and all(isinstance(a, dict) and isinstance(a.get("containerID", ""), str)
+                                                  and isinstance(a.get("ifname", ""), str) for a in attachments)):
         raise CniError(INVALID_CONFIG, "cni.dev/valid-attachments must be a list of objects "
                        "({\"containerID\": …, \"ifname\": …}); nothing was collected")
     valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in attachments}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from . import commands, config, dhcp, host_access, results, vlan
+from . import commands, config, dhcp, host_access, operations, results, vlan
 from .commands import Addressing, LinkSpec, VlanDelete
 from .echo import shell_line
 
@@ -64,8 +64,7 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
         out.append(f"# check from inside {netns_path} that {ifname} does not exist yet (no command: "
                    "the plugin asks the kernel from a thread in the netns)")
         found = _addresses(conf, ipam_result, out)
-        spec = LinkSpec(master="", tmp_name=commands.temporary_name(container_id, ifname), ifname=ifname,
-                        mode=conf.mode, flag=conf.flag, mtu=conf.mtu)
+        spec = operations.link_spec(conf, container_id, ifname, "")
         if conf.master_from_ipam:
             ipam("ADD", "allocate addresses")
             names = [i.get("name") for i in found.get("interfaces", [])]

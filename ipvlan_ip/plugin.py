@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import INTERNAL, INVALID_ENVIRONMENT, CniError
+from .errors import INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
 from .versions import LATEST, version_answer
 
 
@@ -17,6 +17,7 @@ def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None
     """`make_runner(echo, timeout)` stands in for the real runner in tests that
     must not touch the system."""
     environ = os.environ if environ is None else environ
+    os.umask(0o022)     # the records and dirs it makes: nobody else may write them, whatever the runtime's umask
     stdout = stdout or sys.stdout
     stdin = sys.stdin.buffer.read() if stdin is None else stdin
     if environ.get("CNI_COMMAND") == "VERSION":
@@ -100,14 +101,19 @@ def _answer_version(data) -> str:
 
 
 def _echo(env, data, environ):
-    from .echo import Echo
+    """The echo the config and environment ask for. A logFile outside the
+    node's log directory is refused (DEL, which must complete, logs nowhere)."""
+    from .echo import Echo, log_dir, log_problem
     conf = data if isinstance(data, dict) else {}
     debug = (environ.get("IPVLAN_IP_DEBUG") == "1" or env.args.get("IPVLAN_IP_DEBUG") == "1"
              or conf.get("debug") is True)
     log_file = conf.get("logFile")
     if not (isinstance(log_file, str) and log_file.startswith("/")):
-        log_file = ""
-    return Echo(debug, log_file, env.container_id)
+        return Echo(debug, "", env.container_id)
+    problem = log_problem(log_file, log_dir(environ))
+    if problem and env.command != "DEL":
+        raise CniError(INVALID_CONFIG, problem)
+    return Echo(debug, "" if problem else os.path.normpath(log_file), env.container_id)
 
 
 def _print(obj: dict, stdout) -> int:

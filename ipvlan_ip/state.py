@@ -10,7 +10,9 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
+import zlib
 
 from .echo import Echo
 from .errors import TRY_AGAIN_LATER, CniError
@@ -27,7 +29,7 @@ class State:
     timeout: float
 
     @contextlib.contextmanager
-    def exclusive(self, path: str, create: bool = False, shared: bool = False):
+    def exclusive(self, path: str, create: bool = False, shared: bool = False, patience: float = 1.0):
         """Hold an exclusive flock on `path`: the container's netns file, or
         with `create` a lock file of our own (hostAccess locks a master so;
         `shared` lets the ADDs that only use the host's link run together).
@@ -40,8 +42,9 @@ class State:
         A lock of our own has a turnstile beside it, PATH.gate: an exclusive
         waiter holds it while it waits, and a shared taker passes through it
         first. flock alone grants a shared lock while an exclusive one waits,
-        so a stream of overlapping shared holders would starve the waiter."""
-        deadline = time.monotonic() + self.timeout
+        so a stream of overlapping shared holders would starve the waiter.
+        A waiter gives up after `patience` times the call's timeout."""
+        deadline = time.monotonic() + self.timeout * patience
         gate = -1
         try:
             if create:
@@ -75,11 +78,10 @@ class State:
         if _try_flock(fd, shared):
             return
         self.echo(f"# waiting for another operation holding {path}")
-        while not _try_flock(fd, shared):
-            if time.monotonic() > deadline:
-                raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
-                                                f"is still running after {self.timeout:g} s")
-            time.sleep(0.05)
+        start = time.monotonic()
+        if not _flock_until(fd, shared, deadline):
+            raise CniError(TRY_AGAIN_LATER, f"another operation holding {path} "
+                                            f"is still running after {time.monotonic() - start:.0f} s")
 
     def save_record(self, path: str, record: dict | None) -> None:
         """Write `record` as JSON to `path` (atomically: a reader sees the old
@@ -92,13 +94,14 @@ class State:
         # Hidden: a record's name starts with its container ID's letter or digit.
         directory, name = os.path.split(path)
         tmp = f"{directory}/.{name}.{os.getpid()}"
-        with open(tmp, "w") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644),
+                       "w") as f:
             json.dump(record, f)
         os.replace(tmp, path)
 
     def load_record(self, path: str) -> dict | None:
         try:
-            with open(path) as f:
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
                 return json.load(f)
         except FileNotFoundError:
             return None
@@ -120,10 +123,17 @@ class State:
         return found
 
 
+_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")     # the schema's pattern for "name"
+
+
 def network_dir(root: str, network: str) -> str:
     """Where a kind of record kept per attachment (hostAccess's, vlan's) has a network's."""
     # A config without a name (0.x allows it) gets a folder no network name can be: names start alnum.
-    return f"{root}/{network or '-unnamed'}"
+    if not network:
+        return f"{root}/-unnamed"
+    # A name the schema refuses comes only with a DEL (which completes) and never had a record: it must not
+    # become a path outside root (../../etc).
+    return f"{root}/{network}" if _NETWORK.fullmatch(network) else f"{root}/-{zlib.crc32(network.encode()):08x}"
 
 
 def record_path(root: str, network: str, container_id: str, ifname: str) -> str:
@@ -149,7 +159,43 @@ def collect_gone(run, root: str, network: str, valid: set[tuple[str, str]], undo
 
 
 def _lock_file(path: str) -> int:
-    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+class _Late(Exception):
+    pass
+
+
+def _late(signum, frame):
+    raise _Late
+
+
+def _flock_until(fd: int, shared: bool, deadline: float) -> bool:
+    """Wait in flock itself until `deadline` (a timer's signal ends the
+    wait): a waiter that polled would wake many times a second, and a burst
+    of ADDs is many waiters at once. Polls where no signal can be had (not
+    the main thread)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        while not _try_flock(fd, shared):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    before = signal.signal(signal.SIGALRM, _late)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        return True
+    except _Late:
+        return False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
 
 
 def _try_flock(fd: int, shared: bool = False) -> bool:

@@ -24,12 +24,13 @@ class SeenNetns(namedtuple("SeenNetns", "inode path name pids host")):
 class Survey:
     """The Runner's reads for show (runner.py composes them)."""
 
-    def namespaces(self) -> list[SeenNetns]:
+    def namespaces(self, commands: bool = True) -> list[SeenNetns]:
         """Every network namespace this host shows: our own (the host's), the
         named ones (/run/netns) and those of running processes, each once
         (by inode). A process's netns is entered through /proc/PID/ns/net.
         The host's is given as init's, a path that means the same to the
-        reader as to us, and without its pids: that is nearly every process."""
+        reader as to us, and without its pids: that is nearly every process.
+        Without `commands` (the plugin's own reads), no process is named."""
         own = _netns_inode("/proc/self/ns/net")
         try:
             init_shares_it = _netns_inode("/proc/1/ns/net") == own
@@ -51,10 +52,10 @@ class Survey:
         for pid in sorted(int(p) for p in _listdir("/proc") if p.isdigit()):
             with contextlib.suppress(OSError):
                 inode = _netns_inode(f"/proc/{pid}/ns/net")
-                with open(f"/proc/{pid}/comm") as f:
-                    comm = f.read().strip()
                 entry = seen(inode, f"/proc/{pid}/ns/net")
-                if not entry.host:
+                if commands and not entry.host:
+                    with open(f"/proc/{pid}/comm") as f:
+                        comm = f.read().strip()
                     entry.pids.append((pid, comm))
         return list(found.values())
 

@@ -18,12 +18,16 @@ The VLAN link:
 
 What the plugin made, it removes, and only that: each attachment on a VLAN
 link is recorded in /run/ipvlan-ip/vlan/NETWORK/CONTAINERID:IFNAME, and a
-link the plugin made in /run/ipvlan-ip/vlan-made/LINK (with its ifindex, so
-that a link of the same name made by someone else later is not taken for
-it). The last DEL removes the link, under its lock held exclusively, once no
-record of any network names it: an ADD records itself under the shared lock
-before it makes its ipvlan link, so the DEL either sees that record or
-comes first, and the ADD then makes the link anew. GC removes what
+link the plugin made carries the alias MADE, set by the batch line after
+the one that made it: a batch stops at a line that fails, so a link that
+the node's owner made first (File exists) is never marked. The kernel keeps
+the mark with the link, so no record can claim a link that someone else
+made under the same name later. The last DEL removes the link, under its
+lock held exclusively, once no record of any network names it and nothing
+at all stands on it (port.py: a link of any network or plugin, in any
+netns, or an address the node gave it): an ADD records itself under the
+shared lock before it makes its ipvlan link, so the DEL either sees that
+record or comes first, and the ADD then makes the link anew. GC removes what
 attachments that are gone without a DEL left, as for hostAccess. The link
 goes by an ioctl (SIOCSIFVLAN, as vconfig did), not `ip`: a DEL runs one
 `ip` process, the last one too.
@@ -35,12 +39,14 @@ from __future__ import annotations
 
 import zlib
 
-from . import state
+from . import port, state
 from .commands import Command, VlanDelete, batch_line
 from .errors import MASTER_FAILURE, CniError
 
 STATE = "/run/ipvlan-ip/vlan"
-MADE = "/run/ipvlan-ip/vlan-made"
+MADE = "made by ipvlan-ip"
+# Where versions before the alias recorded the links they made, with the ifindex: still honoured.
+LEGACY = "/run/ipvlan-ip/vlan-made"
 
 
 # ---------------------------------------------------------------- the lines
@@ -58,18 +64,19 @@ def record_path(network: str, container_id: str, ifname: str) -> str:
     return state.record_path(STATE, network, container_id, ifname)
 
 
-def made_path(link: str) -> str:
-    return f"{MADE}/{link}"
+def legacy_path(link: str) -> str:
+    return f"{LEGACY}/{link}"
 
 
 def link_lines(master: str, vid: int, make: bool) -> tuple[str, ...]:
     """The create batch's lines before the ipvlan link's: read the master
     (it must exist: the batch stops there when it does not), make the VLAN
-    link when it is missing, bring it up in any case, read it."""
+    link when it is missing and mark it made, bring it up in any case, read it."""
     name = link_name(master, vid)
     add = (batch_line("link", "add", "link", master, "name", name, "type", "vlan", "id", str(vid)),) if make else ()
+    mark = ("alias", MADE) if make else ()
     return (batch_line("link", "show", "dev", master), *add,
-            batch_line("link", "set", "dev", name, "up"), batch_line("link", "show", "dev", name))
+            batch_line("link", "set", "dev", name, *mark, "up"), batch_line("link", "show", "dev", name))
 
 
 def mismatch(link: dict, master: str, vid: int) -> str | None:
@@ -98,7 +105,7 @@ def claim(run, master: str, vid: int, make: bool) -> tuple[str, ...] | None:
     present = name in vlans or run.host_index(name) > 0
     if present and name not in vlans:
         driver = run.interfaces(None).get(name)
-        raise refusal(name, f"is a {driver.driver if driver and driver.driver else 'device'}, not a VLAN link")
+        raise refusal(name, f"is a {driver.kind if driver and driver.kind else 'device'}, not a VLAN link")
     if present == make:
         return None
     return link_lines(master, vid, make)
@@ -109,19 +116,11 @@ def refusal(name: str, problem: str) -> CniError:
                     "was allocated. Rename or remove it (ip link del dev NAME), or use another vlan or master")
 
 
-def record(run, network: str, container_id: str, ifname: str, master: str, vid: int, make: bool) -> None:
-    """This attachment is on the VLAN link, and (`make`) the plugin is
-    about to make the link. Both before the batch runs: a call killed
-    halfway then leaves nothing that DEL or GC does not find."""
-    link = link_name(master, vid)
-    if make:
-        mark(run, link, master, vid, 0)
-    run.save_record(record_path(network, container_id, ifname), {"master": master, "vlan": vid, "link": link})
-
-
-def mark(run, link: str, master: str, vid: int, ifindex: int) -> None:
-    """The plugin made `link`; its ifindex once the batch has read it (0 before)."""
-    run.save_record(made_path(link), {"master": master, "vlan": vid, "ifindex": ifindex})
+def record(run, network: str, container_id: str, ifname: str, master: str, vid: int) -> None:
+    """This attachment is on the VLAN link: before the batch runs, so that
+    a call killed halfway leaves nothing that DEL or GC does not find."""
+    run.save_record(record_path(network, container_id, ifname),
+                    {"master": master, "vlan": vid, "link": link_name(master, vid)})
 
 
 def leave(run, network: str, container_id: str, ifname: str) -> None:
@@ -138,16 +137,22 @@ def leave(run, network: str, container_id: str, ifname: str) -> None:
 
 
 def _remove_if_unused(run, link: str) -> None:
-    """Under the link's lock held exclusively."""
+    """Under the link's lock held exclusively: remove `link` if the plugin
+    made it and nothing stands on it any more."""
     if link in in_use(run):
         return
-    made = run.load_record(made_path(link))
-    if made is None:
-        return      # the node owner's
-    index = run.host_index(link)
-    if index and made.get("ifindex") in (0, index):
-        run.delete_vlan(VlanDelete(f"remove the VLAN link {link}: the plugin made it, and nothing uses it", link))
-    run.save_record(made_path(link), None)
+    found = run.interfaces(None).get(link)
+    legacy = run.load_record(legacy_path(link))
+    if found is None or not (found.alias == MADE or (legacy and legacy.get("ifindex") == found.index)):
+        run.save_record(legacy_path(link), None)
+        return      # gone, or the node owner's
+    standing = [f"{on.name} ({on.kind}) in {where}" for where, on in port.stacked(run, link)]
+    standing += ["an address the node gave it"] if found.index in run.addressed() else []
+    if standing:
+        run.echo(f"# the VLAN link {link} stays: {', '.join(standing)} stands on it")
+        return
+    run.delete_vlan(VlanDelete(f"remove the VLAN link {link}: the plugin made it, and nothing uses it", link))
+    run.save_record(legacy_path(link), None)
 
 
 def in_use(run) -> set[str]:
@@ -162,7 +167,8 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
     failed = state.collect_gone(run, STATE, network, valid,
                                 lambda container_id, ifname: leave(run, network, container_id, ifname),
                                 "vlan: taking it off its VLAN link")
-    for link in set(run.load_records(MADE)) - in_use(run):
+    made = {name for name, link in run.interfaces(None).items() if link.kind == "vlan" and link.alias == MADE}
+    for link in (made | set(run.load_records(LEGACY))) - in_use(run):
         try:
             with run.exclusive(lock_path(link), create=True):
                 _remove_if_unused(run, link)

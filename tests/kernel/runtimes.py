@@ -21,8 +21,9 @@ class Podman:
         self.net_dir = root / "net.d"
         self.bin_dir = root / "bin"
         self.node_bin = root / "node-bin"   # where tests/kernel/test_standalone.py's installer copies to
+        # podman passes its environment on to the plugins: the logs may go in its root (docs/debugging.md)
         self.env = {"PATH": SYSTEM_PATH, "CONTAINERS_CONF": str(root / "containers.conf"),
-                    "CONTAINERS_STORAGE_CONF": str(root / "storage.conf")}
+                    "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"), "IPVLAN_IP_LOG_DIR": str(root)}
         self.started: list[str] = []
 
     def prepare(self) -> None:

@@ -93,7 +93,8 @@ def recorded(network: str) -> list[str]:
 
 
 def made_by_plugin(link: str) -> bool:
-    return Path(vlan.made_path(link)).exists()
+    """Whether `link` is there with the mark of a link the plugin made (its alias)."""
+    return any(found.get("ifalias") == vlan.MADE for found in ipj("-d", "link", "show") if found["ifname"] == link)
 
 
 def add(conf: dict, ns: str) -> dict:

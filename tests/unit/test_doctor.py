@@ -147,3 +147,17 @@ def test_the_vlan_link_a_config_would_use_is_checked_by_name_kind_id_parent_and_
                   {"ifname": "eth0.20", "linkinfo": {"info_kind": "veth"}}):
         found = doctor.vlan_finding(conf, "eth0", [other])
         assert found.status == "failure" and "ip link del dev eth0.20" in found.fix
+
+
+def test_configs_on_one_master_that_ask_for_different_modes_or_flags_fail_each_naming_the_other(tmp_path):
+    base = {"cniVersion": "1.0.0", "type": "ipvlan-ip", "master": "nosuch0", "ipam": {"type": "static"}}
+    files = []
+    for name, extra in (("a", {}), ("b", {"flag": "private"}), ("c", {"vlan": 20, "mode": "l3"}), ("d", {})):
+        files.append(tmp_path / f"{name}.conf")
+        files[-1].write_text(json.dumps({**base, "name": name, **extra}))
+    # nosuch0 is not among the host's links: only the configs are compared
+    found = dict(doctor.port_findings(None, [str(f) for f in files], links=[]))
+    a, b, c, d = (str(f) for f in files)
+    assert set(found) == {a, b, d} and {f.status for f in found.values()} == {"failure"}    # c is on nosuch0.20
+    assert found[a].text == f"$ asks for mode l2, flag bridge, and {b} $ differ on the same master"
+    assert found[b].text == f"$ asks for mode l2, flag private, and {a} $, {d} $ differ on the same master"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ipvlan_ip import plugin, validation
 from ipvlan_ip.commands import Command, Rename, SysctlWrite, netns_at
-from ipvlan_ip.kernel import Interface
+from ipvlan_ip.rtnetlink import Link
 from ipvlan_ip.versions import SUPPORTED_VERSIONS
 
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}
@@ -110,7 +110,13 @@ class FakeRunner:
         return netns_at(path)
 
     def interfaces(self, netns) -> dict:
-        return {"lo": Interface("", "00:00:00:00:00:00")}
+        return {"lo": Link(1, "lo", "", "00:00:00:00:00:00", "", 0, None, "", "", 0)}
+
+    def host_index(self, name: str) -> int:
+        return 0        # no master on this host: no ipvlan port to read (port.py)
+
+    def links(self, where: str) -> list:
+        return []
 
     def rename_link(self, step: Rename) -> None:
         self.calls.append(f"rename {step.old} {step.new}")
@@ -124,7 +130,7 @@ class FakeRunner:
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)
 
-    def exclusive(self, path, create=False, shared=False):
+    def exclusive(self, path, create=False, shared=False, patience=1.0):
         return contextlib.nullcontext()
 
     def listening(self, path: str) -> bool:

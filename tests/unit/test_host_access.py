@@ -1,6 +1,7 @@
 """hostAccess's commands, from data to exact `ip` lines (tests/kernel/test_host_access.py
 shows them working against the kernel), and the configs it refuses before anything is made."""
 
+import contextlib
 import io
 import json
 
@@ -104,15 +105,24 @@ class Host:
     def echo(self, text: str) -> None:
         pass
 
+    def exclusive(self, path, create=False, shared=False, patience=1.0):
+        return contextlib.nullcontext()
+
     def save_record(self, path: str, record) -> None:
         if record is None:
             self.records.pop(path, None)
         else:
             self.records[path] = record
 
+    def load_record(self, path: str):
+        return self.records.get(path)
+
     def load_records(self, directory: str) -> dict:
         return {path.removeprefix(directory + "/"): r for path, r in self.records.items()
                 if path.startswith(directory + "/")}
+
+    def run_batch_ok(self, cmd):
+        return self.run_batch(cmd)[0]
 
     def run_batch(self, cmd):
         self.batches.append(cmd.batch)
@@ -148,6 +158,39 @@ def test_a_stale_route_of_its_own_link_is_taken_over_and_its_old_record_lets_go(
     assert host.batches[-1][0] == f"route replace 10.0.0.5/32 dev {LINK}"
     assert host.records[OWN]["routes"] == ["10.0.0.5/32"] and host.records[OWN]["neighbours"] == ["10.0.0.5"]
     assert host.records[stale]["routes"] == ["10.0.0.9/32"] and host.records[stale]["neighbours"] == ["10.0.0.9"]
+
+
+class Locking(Host):
+    """A Host that knows which locks are held, and fails a write of a
+    record other than `own` made without the lock its DEL and GC hold."""
+
+    def __init__(self, routes: dict[str, str], records: dict[str, dict], own: str):
+        super().__init__(routes, records)
+        self.own, self.held = own, set()
+
+    @contextlib.contextmanager
+    def exclusive(self, path, create=False, shared=False, patience=1.0):
+        self.held.add(path)
+        try:
+            yield
+        finally:
+            self.held.discard(path)
+
+    def save_record(self, path: str, record) -> None:
+        if path != self.own:
+            assert host_access.lock_path(LINK) in self.held, f"{path} written without the master's lock"
+        super().save_record(path, record)
+
+
+def test_another_attachments_record_is_only_written_under_the_lock_its_del_reads_it_under():
+    stale = f"{host_access.STATE}/net/gone:eth0"
+    held = {"master": "eth0", "link": LINK, "routes": ["10.0.0.5/32"], "neighbours": ["10.0.0.5"]}
+    host = Locking({"10.0.0.5/32": LINK}, {stale: dict(held)}, own=OWN)
+    host_access.attach(host, "net", "new", "eth0", MASTER, "l2", ["10.0.0.5/24"])     # takes the route over
+    assert host.records[stale]["routes"] == []
+    host.own = ""       # the old container's DEL: its record goes under the lock too
+    host_access.detach(host, "net", "gone", "eth0")
+    assert stale not in host.records and host.routes == {"10.0.0.5/32": LINK}
 
 
 def test_a_route_of_its_own_link_that_no_record_claims_is_left_alone():

@@ -107,7 +107,8 @@ def _recording(ipam_answer):
     return make, made
 
 
-@pytest.mark.parametrize("valid", [{"containerID": "c1"}, "c1", [["c1", "eth0"]], 7])
+@pytest.mark.parametrize("valid", [{"containerID": "c1"}, "c1", [["c1", "eth0"]], 7, [{"containerID": 7}],
+                                   [{"containerID": ["c1"]}], [{"containerID": "c1", "ifname": {"a": 1}}]])
 def test_gc_refuses_valid_attachments_it_cannot_read_before_collecting_anything(valid):
     make, runner = _recording((0, ""))
     conf = json.dumps({**GOOD, "cniVersion": "1.1.0", "cni.dev/valid-attachments": valid}).encode()

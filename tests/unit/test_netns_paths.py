@@ -47,9 +47,9 @@ def conf_for(tmp_path, **extra) -> dict:
             "ipam": {"type": "host-local", "subnet": "10.98.0.0/24", "dataDir": str(tmp_path / "ipam")}, **extra}
 
 
-def call(executable: str, command: str, conf: dict, netns: str, container_id: str = "c1"):
+def call(executable: str, command: str, conf: dict, netns: str, container_id: str = "c1", **extra: str):
     env = {"PATH": SYSTEM_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
-           "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(HOST_LOCAL)}
+           "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(HOST_LOCAL), **extra}
     done = subprocess.run([executable], input=json.dumps(conf).encode(), env=env, capture_output=True,
                           timeout=BOUND)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
@@ -103,8 +103,9 @@ def test_a_log_file_fifo_without_reader_is_skipped(plugin, tmp_path):
     netns = tmp_path / "netns"
     netns.mkdir()
     conf = conf_for(tmp_path, logFile=str(log), debug=True)
-    rc, out = call(plugin, "DEL", conf, "")                           # succeeds, with nothing logged
+    logs = {"IPVLAN_IP_LOG_DIR": str(tmp_path)}
+    rc, out = call(plugin, "DEL", conf, "", **logs)                    # succeeds, with nothing logged
     assert rc == 0 and out is None
-    rc, out = call(plugin, "ADD", conf, str(netns))                    # fails as it would without a log
+    rc, out = call(plugin, "ADD", conf, str(netns), **logs)            # fails as it would without a log
     assert rc == 1 and out["code"] == 4
     assert stat.S_ISFIFO(os.stat(log).st_mode)

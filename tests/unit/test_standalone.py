@@ -61,7 +61,7 @@ def test_every_cni_command_and_the_cli_run_on_the_system_python(file, tmp_path):
     conf = json.dumps({**CONF, "ipam": {**CONF["ipam"], "dataDir": str(tmp_path / "ipam")}}).encode()
     log = tmp_path / "log"
     cni = {"CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_NETNS": "", "CNI_PATH": "/usr/lib/cni",
-           "IPVLAN_IP_DEBUG": "1"}
+           "IPVLAN_IP_DEBUG": "1", "IPVLAN_IP_LOG_DIR": str(tmp_path)}
     deleted = run(file, stdin=conf.replace(b'"ipam"', f'"logFile": "{log}", "ipam"'.encode()),
                   CNI_COMMAND="DEL", **cni)
     assert deleted.returncode == 0 and deleted.stdout == b""

@@ -33,7 +33,8 @@ def test_the_install_page_shows_the_podman_files_the_tests_run(name):
 
 
 def test_plan_is_the_builders_steps_in_order():
-    spec = LinkSpec(master="eth0", tmp_name=commands.temporary_name("example", "net1"), ifname="net1")
+    spec = LinkSpec(master="eth0", tmp_name=commands.temporary_name("example", "net1"), ifname="net1",
+                    alias=commands.mark("n"))
     target = Netns("/run/netns/blue", "blue")
     addressing = commands.Addressing(tuple(IPAM["ips"]), tuple(IPAM["routes"]))
     expected = [commands.create_on_master(spec, target, False), *commands.after_addressing(spec, target, addressing)]

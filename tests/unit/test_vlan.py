@@ -3,6 +3,7 @@ and its bookkeeping of which VLAN links the plugin made and which
 attachments use them, on records in a temporary directory (the kernel tests
 in tests/kernel/test_vlan.py show the same against the kernel)."""
 
+import collections
 import io
 import json
 
@@ -11,7 +12,7 @@ import pytest
 from ipvlan_ip import advice, commands, plugin, state, vlan
 from ipvlan_ip.commands import LinkSpec, Netns
 from ipvlan_ip.errors import MASTER_FAILURE, CniError
-from ipvlan_ip.kernel import Interface
+from ipvlan_ip.rtnetlink import Link
 from ipvlan_ip.runner import Runner
 
 from .test_input import ENV, GOOD, answer
@@ -33,7 +34,7 @@ def test_the_create_batch_reads_the_master_makes_the_vlan_link_up_and_reads_it_b
     assert cmd.argv == ("ip", "-j", "-d", "-batch", "-")      # no -force: it stops at a missing master
     assert cmd.batch == ("link show dev eth0",
                          "link add link eth0 name eth0.20 type vlan id 20",
-                         "link set dev eth0.20 up",
+                         "link set dev eth0.20 alias \"made by ipvlan-ip\" up",
                          "link show dev eth0.20",
                          "link add link eth0.20 name ipvl1 netns /run/netns/blue mtu 1400 type ipvlan mode l3")
     # A VLAN link that exists is only brought up (a node owner's may be down) and read.
@@ -68,37 +69,50 @@ def test_what_to_do_names_the_8021q_driver_only_for_the_vlan_line():
 
 
 class Node(Runner):
-    """The kernel's side as data: the VLAN links, other interfaces by ifindex;
-    records and locks for real, in a temporary directory."""
+    """The kernel's side as data: the VLAN links (name: id, parent, ifindex,
+    and whether the plugin made it, as its alias says), other interfaces
+    by name, what stands on a link; records and locks for real, in a
+    temporary directory."""
 
-    def __init__(self, vlans: dict, others: dict):
+    def __init__(self, vlans: dict, others: dict, standing: tuple[Link, ...] = ()):
         super().__init__()
-        self.links, self.others, self.deleted = dict(vlans), others, []
+        self.vlan_links, self.others, self.standing, self.deleted = dict(vlans), others, standing, []
 
     def vlans(self):
-        return {name: (vid, parent) for name, (vid, parent, _) in self.links.items()}
+        return {name: (vid, parent) for name, (vid, parent, _, _) in self.vlan_links.items()}
 
     def host_index(self, name):
-        return self.links[name][2] if name in self.links else (7 if name in self.others else 0)
+        return self.vlan_links[name][2] if name in self.vlan_links else (7 if name in self.others else 0)
 
     def interfaces(self, netns):
-        return self.others
+        return {**self.others, **{name: Link(index, name, "vlan", "", vlan.MADE if made else "", 0, None, "", "", vid)
+                                  for name, (vid, _, index, made) in self.vlan_links.items()}}
+
+    def namespaces(self, commands=True):
+        return [collections.namedtuple("Seen", "path")("/proc/self/ns/net")] if self.standing else []
+
+    def links(self, where):
+        return list(self.standing)
+
+    def addressed(self):
+        return set()
 
     def delete_vlan(self, step):
         self.deleted.append(step.name)
-        self.links.pop(step.name, None)
+        self.vlan_links.pop(step.name, None)
 
 
 @pytest.fixture
 def records(tmp_path, monkeypatch):
     monkeypatch.setattr(vlan, "STATE", str(tmp_path / "vlan"))
-    monkeypatch.setattr(vlan, "MADE", str(tmp_path / "vlan-made"))
+    monkeypatch.setattr(vlan, "LEGACY", str(tmp_path / "vlan-made"))
     monkeypatch.setattr(state, "LOCKS", str(tmp_path / "locks"))
 
 
 def test_a_link_of_that_name_is_used_when_it_is_that_vlan_and_refused_when_it_is_anything_else(records):
-    node = Node({"eth0.20": (20, "eth0", 5), "eth0.30": (31, "eth0", 6), "eth1.20": (20, "eth0", 8)},
-                {"eth0.40": Interface("veth", "")})
+    node = Node({"eth0.20": (20, "eth0", 5, False), "eth0.30": (31, "eth0", 6, False),
+                 "eth1.20": (20, "eth0", 8, False)},
+                {"eth0.40": Link(7, "eth0.40", "veth", "", "", 0, None, "", "", 0)})
     assert vlan.claim(node, "eth0", 20, make=False) == vlan.link_lines("eth0", 20, make=False)
     assert vlan.claim(node, "eth0", 20, make=True) is None      # made meanwhile: back to the shared lock
     assert vlan.claim(node, "eth0", 50, make=False) is None     # missing: the exclusive lock, to make it
@@ -113,45 +127,52 @@ def test_a_link_of_that_name_is_used_when_it_is_that_vlan_and_refused_when_it_is
 
 
 def test_the_last_attachment_off_a_link_the_plugin_made_removes_it_and_no_other_does(records):
-    node = Node({}, {})
+    node = Node({"eth0.20": (20, "eth0", 9, True)}, {})
     for cid in ("a", "b"):
-        vlan.record(node, "net1", cid, "eth0", "eth0", 20, make=cid == "a")
-    node.links["eth0.20"] = (20, "eth0", 9)
-    vlan.mark(node, "eth0.20", "eth0", 20, 9)
-    vlan.record(node, "net2", "c", "net1", "eth0", 20, make=False)     # another network on the same link
+        vlan.record(node, "net1", cid, "eth0", "eth0", 20)
+    vlan.record(node, "net2", "c", "net1", "eth0", 20)     # another network on the same link
     vlan.leave(node, "net1", "a", "eth0")
     vlan.leave(node, "net1", "b", "eth0")
     assert node.deleted == [] and vlan.in_use(node) == {"eth0.20"}
     vlan.leave(node, "net2", "c", "net1")
-    assert node.deleted == ["eth0.20"] and node.load_records(vlan.MADE) == {}
+    assert node.deleted == ["eth0.20"]
     vlan.leave(node, "net2", "c", "net1")       # a DEL repeated: nothing recorded, nothing done
     assert node.deleted == ["eth0.20"]
 
 
 def test_a_link_the_node_owner_made_or_one_made_anew_by_someone_else_is_never_removed(records):
-    node = Node({"eth0.20": (20, "eth0", 5), "eth0.30": (30, "eth0", 12)}, {})
-    vlan.record(node, "net", "a", "eth0", "eth0", 20, make=False)
+    node = Node({"eth0.20": (20, "eth0", 5, False), "eth0.30": (30, "eth0", 12, False)}, {})
+    vlan.record(node, "net", "a", "eth0", "eth0", 20)
     vlan.leave(node, "net", "a", "eth0")
-    # The plugin made eth0.30 as ifindex 11; that one went with its master, and the owner made index 12.
-    vlan.record(node, "net", "b", "eth0", "eth0", 30, make=True)
-    vlan.mark(node, "eth0.30", "eth0", 30, 11)
+    # An earlier version recorded that it made eth0.30 as ifindex 11; that one went with its master, and the
+    # owner made index 12.
+    node.save_record(vlan.legacy_path("eth0.30"), {"master": "eth0", "vlan": 30, "ifindex": 11})
+    vlan.record(node, "net", "b", "eth0", "eth0", 30)
     vlan.leave(node, "net", "b", "eth0")
-    assert node.deleted == [] and node.load_records(vlan.MADE) == {}
+    assert node.deleted == [] and node.load_records(vlan.LEGACY) == {}
+
+
+def test_a_link_the_plugin_made_stays_while_anything_else_stands_on_it(records):
+    on_it = Link(3, "eth0", "macvlan", "", "", 9, None, "", "", 0)     # another plugin's, in some netns
+    node = Node({"eth0.20": (20, "eth0", 9, True)}, {}, standing=(on_it,))
+    vlan.record(node, "net", "a", "eth0", "eth0", 20)
+    vlan.leave(node, "net", "a", "eth0")
+    assert node.deleted == []
+    node.standing = ()
+    assert vlan.collect(node, "net", set()) == [] and node.deleted == ["eth0.20"]
 
 
 def test_gc_takes_attachments_that_are_gone_off_their_link_and_then_removes_it(records):
-    node = Node({"eth0.20": (20, "eth0", 9)}, {})
-    vlan.record(node, "net", "gone", "eth0", "eth0", 20, make=True)
-    vlan.record(node, "net", "live", "eth0", "eth0", 20, make=False)
-    vlan.mark(node, "eth0.20", "eth0", 20, 9)
+    node = Node({"eth0.20": (20, "eth0", 9, True)}, {})
+    vlan.record(node, "net", "gone", "eth0", "eth0", 20)
+    vlan.record(node, "net", "live", "eth0", "eth0", 20)
     assert vlan.collect(node, "net", {("live", "eth0")}) == [] and node.deleted == []
     assert vlan.collect(node, "net", set()) == [] and node.deleted == ["eth0.20"]
 
 
 def test_del_for_a_config_that_no_longer_says_vlan_still_takes_the_attachment_off(records):
-    node = Node({"eth0.20": (20, "eth0", 9)}, {})
-    vlan.record(node, "n", "c1", "eth0", "eth0", 20, make=True)
-    vlan.mark(node, "eth0.20", "eth0", 20, 9)
+    node = Node({"eth0.20": (20, "eth0", 9, True)}, {})
+    vlan.record(node, "n", "c1", "eth0", "eth0", 20)
     out = io.StringIO()
     env = {**ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": ""}
     conf = {k: v for k, v in GOOD.items() if k != "ipam"}
