@@ -23,11 +23,6 @@ def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
                    "plugins in /usr/lib/cni), or fix \"type\"")
 
 
-# How long a call waits for its network's turn at IPAM, in timeouts: 4 x 30 s is the kubelet's own
-# 2 minutes for a whole sandbox (docs/failures.md).
-TURN_PATIENCE = 4
-
-
 def turn_path(network: str) -> str:
     return f"{state.LOCKS}/ipam-{os.path.basename(state.network_dir('', network))}.lock"
 
@@ -42,7 +37,7 @@ def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None =
     behind the others of a burst. The wait has a budget of its own."""
     path = find_plugin(conf.ipam_type, env.path)
     child_env = {**os.environ, **env.raw, "CNI_COMMAND": command}
-    with run.exclusive(turn_path(conf.name), create=True, patience=TURN_PATIENCE):
+    with run.exclusive(turn_path(conf.name), create=True, patience=state.TURN):
         code, out = run.run_plugin(path, child_env, conf.stdin if stdin is None else stdin)
     if code == 0:
         return out

@@ -5,7 +5,7 @@ commands.py and every execution goes through the runner `run`.
 """
 from __future__ import annotations
 
-from . import commands, dhcp, host_access, ipam, port, vlan
+from . import commands, dhcp, host_access, ipam, port, state, vlan
 from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
 from .environment import CniEnv, batch_problem, interface_name_problem
@@ -143,7 +143,7 @@ def _shared(run, lock: str, what: str, attempt) -> None:
     the link goes back to shared rather than serialize the whole burst (GC
     removing the link in between is why this may go round more than once)."""
     for shared in (True, False) * 3:
-        with run.exclusive(lock, create=True, shared=shared):
+        with run.exclusive(lock, create=True, shared=shared, patience=state.TURN):
             if attempt(not shared):
                 return
     raise CniError(TRY_AGAIN_LATER, f"{what} kept being made and removed by other calls; try again")
@@ -193,6 +193,8 @@ def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, ma
         if not port.settle(run, spec.master, ports_netns, conf.mode, conf.flag, exclusive):
             return False
         _create_batch(run, conf, spec, master, target, made, where, host_link, vlan_lines)
+        if exclusive:
+            port.remember(run, spec.master, target.path)
         return True
     _shared(run, port.lock_path(spec.master), f"the ipvlan links of {spec.master!r}", on_port)
 

@@ -30,52 +30,85 @@ from .errors import MASTER_FAILURE, CniError
 from .rtnetlink import Link
 
 HOST = "/proc/self/ns/net"
+HINTS = "/run/ipvlan-ip/ports"
 
 
 def lock_path(device: str) -> str:
     return f"{state.LOCKS}/port-{device}.lock"
 
 
-def stacked(run, device: str, netns: Netns | None = None):
+def hint_path(device: str) -> str:
+    return f"{HINTS}/{device}"
+
+
+def stacked(run, device: str, netns: Netns | None = None, first: str = ""):
     """(netns path, Link) for each link stacked on `device` (in `netns`, None:
-    the host's) in every netns the node shows, the host's first. A veth's
-    lower is its peer, not a device it stands on: left out."""
+    the host's) in every netns the node shows, those of the netns at `first`
+    before any other. A veth's lower is its peer, not a device it stands on:
+    left out."""
     home = HOST if netns is None else netns.path
     index = run.host_index(device) if netns is None else next(
         (link.index for link in run.links(home) if link.name == device), 0)
     if not index:
         return
     home_inode = os.stat(home).st_ino
+    seen = set()
+    if first:
+        with contextlib.suppress(OSError):      # gone since
+            seen.add(os.stat(first).st_ino)
+            yield from _on(run, first, index, home, home_inode)
     for ns in run.namespaces(commands=False):
-        with contextlib.suppress(OSError):      # a netns that went away meanwhile
-            inode = os.stat(ns.path).st_ino
-            nsid: list = []
-            for link in run.links(ns.path):
-                if link.lower != index or link.kind in ("veth", ""):
-                    continue
-                if link.lower_netnsid is None:
-                    if inode == home_inode:
-                        yield ns.path, link
-                    continue
-                if not nsid:     # asked once a netns, and only of one that has such a link
-                    nsid.append(run.nsid(ns.path, home) if inode != home_inode else None)
-                if nsid[0] is not None and nsid[0] == link.lower_netnsid:
-                    yield ns.path, link
+        if ns.inode not in seen:
+            yield from _on(run, ns.path, index, home, home_inode)
+
+
+def _on(run, path: str, index: int, home: str, home_inode: int):
+    """The links of the netns at `path` stacked on the device `index` of the netns at `home`."""
+    with contextlib.suppress(OSError):      # a netns that went away meanwhile
+        inode = os.stat(path).st_ino
+        nsid: list = []
+        for link in run.links(path):
+            if link.lower != index or link.kind in ("veth", ""):
+                continue
+            if link.lower_netnsid is None:
+                if inode == home_inode:
+                    yield path, link
+                continue
+            if not nsid:     # asked once a netns, and only of one that has such a link
+                nsid.append(run.nsid(path, home) if inode != home_inode else None)
+            if nsid[0] is not None and nsid[0] == link.lower_netnsid:
+                yield path, link
+
+
+def carried(run, device: str, netns: Netns | None) -> tuple[str, Link] | None:
+    """An ipvlan link on `device` (every one reports the same mode and flag:
+    the port's), and the netns it is in; None when there is none. Looked for
+    where the hint says first."""
+    hint = run.load_record(hint_path(device)) or {}
+    for where, link in stacked(run, device, netns, first=hint.get("netns", "")):
+        if link.kind == "ipvlan":
+            if where != hint.get("netns"):
+                run.save_record(hint_path(device), {"netns": where})
+            return where, link
+    return None
 
 
 def settle(run, device: str, netns: Netns | None, mode: str, flag: str, exclusive: bool) -> bool:
     """Whether an ipvlan link of `mode` and `flag` may be made on `device`
-    now: True when the ipvlan links already on it have the same settings,
-    or when it has none and the lock held is `exclusive`; False when it has
-    none under a shared lock (take it exclusively and ask again). Refused
-    when they differ: the new link would change them for every other."""
-    for where, link in stacked(run, device, netns):
-        if link.kind != "ipvlan":
-            continue
-        if (link.mode, link.flag) != (mode, flag or "bridge"):
-            raise CniError(MASTER_FAILURE, refusal(device, link, where, mode, flag or "bridge"))
-        return True
-    return exclusive
+    under the lock held now (as _shared in operations.py asks): under a
+    shared one when the links already on it have the same settings, under
+    the `exclusive` one only when it has none (the first link sets them).
+    False when the other lock is the one to hold. Refused when the settings
+    differ: the new link would change them for every other."""
+    found = carried(run, device, netns)
+    if found and (found[1].mode, found[1].flag) != (mode, flag or "bridge"):
+        raise CniError(MASTER_FAILURE, refusal(device, found[1], found[0], mode, flag or "bridge"))
+    return (found is None) == exclusive
+
+
+def remember(run, device: str, where: str) -> None:
+    """The first link on `device` is in the netns at `where`: the next ADDs look there first."""
+    run.save_record(hint_path(device), {"netns": where})
 
 
 def refusal(device: str, link: Link, where: str, mode: str, flag: str) -> str:

@@ -21,6 +21,10 @@ from .kernel import open_namespace_file
 # The lock files of our own (the netns files are the others): a master's, for
 # its host link (host_access.py) and its dhcp leases (dhcp.py), a VLAN link's (vlan.py).
 LOCKS = "/run/ipvlan-ip/locks"
+# How long a call waits its turn behind other calls' bounded work (a burst of ADDs on one
+# network, master or VLAN link), in timeouts: 4 x 30 s is the kubelet's own 2 minutes for a
+# whole sandbox (docs/failures.md). A holder that hangs is killed by its own timeout first.
+TURN = 4
 
 
 class State:

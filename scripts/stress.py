@@ -7,7 +7,7 @@ make the master's VLAN N link: each round checks that exactly one was made,
 and that the round's last DEL removed it. Prints cycles per second. In the
 qemu VM when this kernel has no ipvlan.
 
-    python scripts/stress.py [--cycles 200] [--parallel 1] [--vlan N]
+    python scripts/stress.py [--cycles 200] [--parallel 1] [--vlan N] [--timeout S]
 """
 
 import argparse
@@ -74,7 +74,7 @@ def vlan_links(master: str) -> list[str]:
     return [link["ifname"] for link in links if link.get("link") == master]
 
 
-def stress(cycles: int, parallel: int, vlan: int | None) -> int:
+def stress(cycles: int, parallel: int, vlan: int | None, timeout: float | None = None) -> int:
     master = f"st{uuid.uuid4().hex[:6]}"
     ip("link", "add", master, "type", "veth", "peer", "name", master + "p")
     ip("link", "set", master, "up")
@@ -84,7 +84,8 @@ def stress(cycles: int, parallel: int, vlan: int | None) -> int:
     with tempfile.TemporaryDirectory(prefix="ipvlan-stress-") as workdir:
         settings = {"cniVersion": "1.0.0", "name": "stress", "type": "ipvlan-ip", "master": master,
                     "ipam": {"type": "host-local", "subnet": "10.124.0.0/16", "dataDir": workdir}}
-        conf = json.dumps({**settings, **({"vlan": vlan} if vlan else {})}).encode()
+        conf = json.dumps({**settings, **({"vlan": vlan} if vlan else {}),
+                           **({"timeout": timeout} if timeout else {})}).encode()
         start = time.monotonic()
         try:
             with ThreadPoolExecutor(parallel) as pool:
@@ -122,13 +123,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--vlan", type=int, help="ADDs race to make this VLAN of the master, once a round")
+    parser.add_argument("--timeout", type=float, help="the config's timeout: a burst against a tighter deadline, "
+                                                       "as on a slower node")
     parser.add_argument("--here", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.here or host_has_ipvlan():
-        return stress(args.cycles, args.parallel, args.vlan)
+        return stress(args.cycles, args.parallel, args.vlan, args.timeout)
     vlan = ["--vlan", str(args.vlan)] if args.vlan else []
+    timeout = ["--timeout", str(args.timeout)] if args.timeout else []
     return run_in_vm([".venv/bin/python", "scripts/stress.py", "--here", "--cycles", str(args.cycles),
-                      "--parallel", str(args.parallel), *vlan])
+                      "--parallel", str(args.parallel), *vlan, *timeout])
 
 
 if __name__ == "__main__":

@@ -127,6 +127,9 @@ class FakeRunner:
     def load_records(self, directory: str) -> dict:
         return {}        # GC: no hostAccess records on this host
 
+    def save_record(self, path: str, record) -> None:
+        pass             # the master's hint (port.py): nothing on this host to keep it for
+
     def write_sysctl(self, write: SysctlWrite) -> None:
         self.calls.append(write.key)
 

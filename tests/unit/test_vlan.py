@@ -89,7 +89,7 @@ class Node(Runner):
                                   for name, (vid, _, index, made) in self.vlan_links.items()}}
 
     def namespaces(self, commands=True):
-        return [collections.namedtuple("Seen", "path")("/proc/self/ns/net")] if self.standing else []
+        return [collections.namedtuple("Seen", "inode path")(0, "/proc/self/ns/net")] if self.standing else []
 
     def links(self, where):
         return list(self.standing)
