@@ -141,7 +141,9 @@ def test_the_vlan_link_a_config_would_use_is_checked_by_name_kind_id_parent_and_
     vlan20 = {"ifname": "eth0.20", "link": "eth0", "mtu": 1400,
               "linkinfo": {"info_kind": "vlan", "info_data": {"id": 20}}}
     assert doctor.vlan_finding(conf, "eth0", []).status == "ok"                      # made at the first ADD
-    assert doctor.vlan_finding(conf, "eth0", [vlan20]).text.endswith("used as it is")
+    assert doctor.vlan_finding(conf, "eth0", [vlan20]).text.endswith("made by the node's owner: used as it is")
+    ours = doctor.vlan_finding(conf, "eth0", [{**vlan20, "ifalias": "made by ipvlan-ip"}])     # its mark
+    assert ours.status == "ok" and "made by ipvlan-ip at an earlier ADD" in ours.text and "owner" not in ours.text
     assert doctor.vlan_finding({**conf, "mtu": 1450}, "eth0", [vlan20]).status == "failure"
     for other in ({**vlan20, "link": "eth1"}, {**vlan20, "linkinfo": {"info_kind": "vlan", "info_data": {"id": 30}}},
                   {"ifname": "eth0.20", "linkinfo": {"info_kind": "veth"}}):
