@@ -26,7 +26,8 @@ def test_add_and_del_run_what_plan_printed(master, netns, tmp_path):
                                   "--command", command, "--ipam-result", str(tmp_path / "ipam"),
                                   "--container-id", "dbg1"],
                                  capture_output=True, text=True, check=True).stdout
-        reply = call_plugin(command, conf, path, container_id="dbg1", env={"IPVLAN_IP_DEBUG": "1"})
+        reply = call_plugin(command, conf, path, container_id="dbg1",
+                            env={"IPVLAN_IP_DEBUG": "1", "IPVLAN_IP_LOG_DIR": str(tmp_path)})
         ok(reply)
         sysctls = [line for line in commands_of(planned) if " sysctl " in line]
         # Sysctls are written in-process; the echo prints them as the equivalent command.

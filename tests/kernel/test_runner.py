@@ -18,7 +18,7 @@ def test_runner_creates_and_reads_back_an_ipvlan_link(netns, make_master):
     assert failures == [] and docs[0][0]["ifname"] == master             # the master, read in the same process
     present = run.interfaces(target)
     assert {"lo", master, "ipvl0"} <= set(present) and "ipvl1" not in present
-    assert present["ipvl0"].driver == "ipvlan" and present[master].driver == "veth"     # as `ethtool -i` says
+    assert present["ipvl0"].kind == "ipvlan" and present[master].kind == "veth"     # as `ip -d link` says
     assert present["ipvl0"].mac == present[master].mac                                   # a slave has its master's
     [link] = ipj("-d", "link", "show", "dev", "ipvl0", ns=netns)
 
