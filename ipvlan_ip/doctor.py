@@ -203,13 +203,9 @@ def try_kind(run, kind: str) -> Finding:
 def check_config(run, path: str, bin_dirs: list[str], links: list[dict] | None = None) -> list[Finding]:
     """Each of our plugin's configs in the file at `path`; `links` is the
     host's `ip -j -d address show`, read once for every file."""
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError) as e:
-        return [failure("file", f"cannot read {path}: {e}", "give a network config or conflist in JSON")]
-    if not isinstance(data, dict):
-        return [failure("file", f"{path} holds no JSON object", "give a network config or conflist in JSON")]
+    data = _load(path)
+    if isinstance(data, str):
+        return [failure("file", data, "give a network config or conflist in JSON")]
     found = []
     plugins = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
     for plugin in plugins:
@@ -367,9 +363,15 @@ def _port_device(conf: dict) -> str:
 
 
 def _readable(path: str) -> list[tuple[str, dict]]:
+    data = _load(path)
+    return [] if isinstance(data, str) else ours(data)
+
+
+def _load(path: str) -> dict | str:
+    """The JSON object in the file at `path`, or why there is none."""
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read())
-    except (OSError, ValueError):
-        return []
-    return ours(data) if isinstance(data, dict) else []
+    except (OSError, ValueError) as e:
+        return f"cannot read {path}: {e}"
+    return data if isinstance(data, dict) else f"{path} holds no JSON object"

@@ -24,7 +24,7 @@ def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
 
 
 def turn_path(network: str) -> str:
-    return f"{state.LOCKS}/ipam-{os.path.basename(state.network_dir('', network))}.lock"
+    return f"{state.LOCKS}/ipam-{state.network_key(network)}.lock"
 
 
 def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None = None) -> str:

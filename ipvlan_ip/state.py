@@ -130,14 +130,19 @@ class State:
 _NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")     # the schema's pattern for "name"
 
 
+def network_key(network: str) -> str:
+    """The network's name as a file name of the plugin's (a record dir, a lock)."""
+    # A config without a name (0.x allows it) gets one no network name can be: names start alnum.
+    if not network:
+        return "-unnamed"
+    # A name the schema refuses comes only with a DEL (which completes) and never had a record: it must not
+    # become a path outside the plugin's dirs (../../etc).
+    return network if _NETWORK.fullmatch(network) else f"-{zlib.crc32(network.encode()):08x}"
+
+
 def network_dir(root: str, network: str) -> str:
     """Where a kind of record kept per attachment (hostAccess's, vlan's) has a network's."""
-    # A config without a name (0.x allows it) gets a folder no network name can be: names start alnum.
-    if not network:
-        return f"{root}/-unnamed"
-    # A name the schema refuses comes only with a DEL (which completes) and never had a record: it must not
-    # become a path outside root (../../etc).
-    return f"{root}/{network}" if _NETWORK.fullmatch(network) else f"{root}/-{zlib.crc32(network.encode()):08x}"
+    return f"{root}/{network_key(network)}"
 
 
 def record_path(root: str, network: str, container_id: str, ifname: str) -> str:
