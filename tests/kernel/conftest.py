@@ -27,6 +27,9 @@ from .runtimes import Podman  # noqa: E402
 PLUGIN = os.environ.get("IPVLAN_IP_TEST_PLUGIN") or plugin_launcher()
 GO_PLUGINS = "/usr/lib/cni"
 TEST_PLUGINS = str(Path(__file__).parent / "plugins")
+# The first octet of the LANs' addresses instead of 10 (make_lan): test_nodes.py runs tests in the node
+# roots while the same tests run beside them, and the host's routes to one address are one.
+NET_FIRST = os.environ.get("IPVLAN_IP_TEST_NET_FIRST", "")
 
 
 # sh for driving ip by hand: it reads like the command line, and time does
@@ -161,12 +164,20 @@ class Lan(NamedTuple):
     def lan(self) -> str:
         return f"{self.net}.0.1"
 
+    @property
+    def port(self) -> int:
+        """A TCP port of this LAN's own on the host: a server that cannot bind would leave its client
+        talking to another test's."""
+        first, second = map(int, self.net.split("."))
+        return 8000 + (first - 10) * 256 + second
+
 
 @pytest.fixture
 def make_lan(make_netns, make_master):
     made = []
 
     def make(net: str) -> Lan:
+        net = NET_FIRST + net[net.index("."):] if NET_FIRST else net
         master, lan_ns = make_master(), make_netns()
         ip("link", "set", master + "p", "netns", lan_ns)
         ip("address", "add", f"{net}.0.1/24", "dev", master + "p", ns=lan_ns)

@@ -19,6 +19,7 @@ def test_mode_flags_read_back_and_checked(flag, master, netns, ipam_dir):
     assert reply.out["code"] == 102 and other in reply.out["details"]
 
 
+@pytest.mark.native
 def test_mtu_above_the_masters_is_refused_before_anything_is_made(make_master, netns, ipam_dir):
     m = make_master(mtu=1400)
     reply = call_plugin("ADD", netconf(m, ipam_dir, mtu=1500), f"/run/netns/{netns}")
@@ -26,6 +27,7 @@ def test_mtu_above_the_masters_is_refused_before_anything_is_made(make_master, n
     assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []
 
 
+@pytest.mark.native
 def test_master_down_is_named(master, netns, ipam_dir):
     ip("link", "set", master, "down")
     reply = call_plugin("ADD", netconf(master, ipam_dir), f"/run/netns/{netns}")
@@ -53,6 +55,7 @@ def test_ipvlan_slave_as_master_is_refused(master, netns, ipam_dir):
         ip("link", "del", master + "i", check=False)
 
 
+@pytest.mark.native
 def test_status_and_gc_reach_the_ipam_plugin(master, tmp_path):
     record = tmp_path / "calls"
     conf = {"cniVersion": "1.1.0", "name": "n", "type": "ipvlan-ip", "master": master,

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .conftest import ipj
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +33,6 @@ def timeless(text: str) -> str:
     return re.sub(r'"mac": "[0-9a-f:]+"', '"mac": "MAC"', text)
 
 
-@pytest.mark.long(240)
 def test_the_tour_runs_every_topic_and_each_proof_holds():
     done = subprocess.run([sys.executable, "scripts/demo.py", "--here", "all"], cwd=REPO, capture_output=True,
                           text=True, timeout=1200)

@@ -38,7 +38,8 @@ def state_of(netns: str) -> tuple:
     return link["linkinfo"]["info_kind"], link["address"], addresses_in(netns), routes
 
 
-@pytest.mark.parametrize("kind", ["veth", "macvlan", "ipvlan"])
+@pytest.mark.parametrize("kind", [pytest.param("veth", marks=pytest.mark.native),
+                                  pytest.param("macvlan", marks=pytest.mark.native), "ipvlan"])
 def test_del_after_a_refused_add_leaves_another_plugins_interface(kind, master, netns, ipam_dir):
     make_foreign(kind, netns)
     before = state_of(netns)
@@ -54,6 +55,7 @@ def test_del_after_a_refused_add_leaves_another_plugins_interface(kind, master, 
     assert reservations(ipam_dir) == []
 
 
+@pytest.mark.native
 def test_check_against_an_interface_of_another_kind_changes_nothing(master, netns, ipam_dir):
     make_foreign("veth", netns)
     before = state_of(netns)
@@ -67,6 +69,7 @@ def test_check_against_an_interface_of_another_kind_changes_nothing(master, netn
     assert state_of(netns) == before
 
 
+@pytest.mark.native
 def test_gc_leaves_another_plugins_interface(master, netns, tmp_path):
     make_foreign("macvlan", netns)
     before = state_of(netns)

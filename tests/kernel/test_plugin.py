@@ -145,6 +145,7 @@ def test_master_from_ipam_single_interface(master, netns, tmp_path):
     assert out["ips"] == [{"address": "10.30.0.5/24", "gateway": "10.30.0.1", "interface": 0}]
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("count", [0, 2])
 def test_master_from_ipam_needs_exactly_one_interface(count, master, netns, tmp_path):
     record = tmp_path / "calls"
@@ -246,6 +247,7 @@ def test_del_is_idempotent_and_survives_missing_netns(master, make_netns, ipam_d
     ok(call_plugin("DEL", conf, ""))                           # no netns at all
 
 
+@pytest.mark.native
 def test_master_missing_after_ipam_leaves_no_reservation(netns, tmp_path):
     record = tmp_path / "calls"
     result = {"cniVersion": "1.0.0", "interfaces": [{"name": "nosuchdev0"}], "ips": [{"address": "10.30.0.5/24"}]}
@@ -256,6 +258,7 @@ def test_master_missing_after_ipam_leaves_no_reservation(netns, tmp_path):
     assert [json.loads(line)["command"] for line in record.read_text().splitlines()] == ["ADD", "DEL"]
 
 
+@pytest.mark.native
 def test_missing_master_fails_before_ipam(netns, ipam_dir):
     reply = call_plugin("ADD", netconf("nosuchdev0", ipam_dir), f"/run/netns/{netns}")
     assert reply.code == 1 and reply.out["code"] == 103

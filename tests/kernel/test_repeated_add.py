@@ -57,6 +57,7 @@ def test_a_repeated_add_is_refused_and_the_first_attachment_stays(ipam, master, 
     assert links_in(netns) == ["lo"] and reservations(ipam_dir) == []
 
 
+@pytest.mark.native
 def test_an_interface_another_plugin_made_is_refused_before_ipam(master, netns, ipam_dir):
     ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0p", ns=netns)
     reply = call_plugin("ADD", netconf(master, ipam_dir), f"/run/netns/{netns}", container_id="c")

@@ -14,8 +14,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from ..conftest import SYSTEM_PATH
 from .conftest import reservations
 from .node_roots import ROOTS
@@ -33,7 +31,6 @@ def install_standalone(bin_dir: Path) -> Path:
     return bin_dir / "ipvlan-ip"
 
 
-@pytest.mark.long(75)
 def test_the_installer_image_puts_the_file_on_the_node_for_podman_and_containerd(podman, make_master, tmp_path):
     # Build: the context holds the standalone file and the installer script.
     context = tmp_path / "context"

@@ -179,9 +179,17 @@ def test_32_adds_at_once_on_a_new_vlan_make_one_vlan_link_and_every_container_re
 
 def test_a_vlan_link_made_by_hand_is_brought_up_used_and_outlives_the_last_del_and_gc(make_tagged_lan, netns,
                                                                                        ipam_dir):
+    """Made by hand where an earlier version of the plugin had made and recorded (by ifindex) a link of
+    that name, which went since: the record speaks of another link."""
     lan = make_tagged_lan("10.170")
     name = vlan.link_name(lan.master, 20)
+    ip("link", "add", "link", lan.master, "name", name, "type", "vlan", "id", "20")
+    earlier = {"master": lan.master, "vlan": 20, "ifindex": link_in(None, name)["ifindex"]}
+    Path(vlan.LEGACY).mkdir(parents=True, exist_ok=True)
+    Path(vlan.legacy_path(name)).write_text(json.dumps(earlier))
+    ip("link", "del", name)
     ip("link", "add", "link", lan.master, "name", name, "mtu", "1400", "type", "vlan", "id", "20")  # and down
+    assert link_in(None, name)["ifindex"] != earlier["ifindex"]
     conf = lan.conf(ipam_dir)
     add(conf, netns)
     assert "UP" in link_in(None, name)["flags"] and link_in(netns)["mtu"] == 1400
@@ -193,6 +201,7 @@ def test_a_vlan_link_made_by_hand_is_brought_up_used_and_outlives_the_last_del_a
     ok(call_plugin("GC", gc, "", ifname=None, container_id=None))
     assert [link["ifname"] for link in vlan_links(lan.master)] == [name] and not made_by_plugin(name)
     assert reservations(ipam_dir) == [] and links_in(netns) == ["lo"]
+    assert not Path(vlan.legacy_path(name)).exists()        # the stale record went with the last DEL
 
 
 @pytest.mark.parametrize("kind", ["veth", "another id", "another master", "bridge"])

@@ -6,7 +6,6 @@ On a kernel without ipvlan (this machine's kind), a real ADD shows it end to end
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,9 +14,6 @@ import pytest
 from ipvlan_ip import advice
 from ipvlan_ip.errors import IPAM_FAILURE, LINK_FAILURE, MASTER_FAILURE, TRY_AGAIN_LATER, CniError
 from ipvlan_ip.install import install
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from vm import host_has_ipvlan  # noqa: E402
 
 ERRORS_DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
@@ -48,8 +44,9 @@ def test_errors_that_say_what_to_do_already_are_left_alone():
         assert advice.explained(error) is error
 
 
-@pytest.mark.skipif(host_has_ipvlan(), reason="this kernel has ipvlan; the VM's kernel tests cover the rest")
-def test_on_a_kernel_without_ipvlan_add_says_what_to_do_and_leaves_nothing(tmp_path):
+@pytest.mark.no_ipvlan
+def test_on_a_kernel_without_ipvlan_add_says_what_to_do_and_leaves_nothing(without_driver, tmp_path):
+    without_driver("ipvlan")
     ns = f"advice-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:

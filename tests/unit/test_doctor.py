@@ -15,9 +15,6 @@ import pytest
 
 from ipvlan_ip import doctor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from vm import host_has_ipvlan  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "schemas" / "doctor.schema.json").read_text())
 FIXTURES = REPO / "tests" / "fixtures" / "ip"
@@ -96,8 +93,10 @@ ALONE = ('mkdir -p /run/netns && mount -t tmpfs ipvlan-ip-test /run/netns && "$0
          'rc=$?; ip netns list >&2; ip -o link show >&2; exit $rc')
 
 
-@pytest.mark.skipif(host_has_ipvlan(), reason="this kernel has ipvlan; tests/kernel/test_doctor.py covers a good one")
-def test_on_this_kernel_without_ipvlan_the_node_check_fails_saying_what_to_do_and_leaves_nothing(tmp_path):
+@pytest.mark.no_ipvlan
+def test_on_a_kernel_without_ipvlan_the_node_check_fails_saying_what_to_do_and_leaves_nothing(without_driver,
+                                                                                              tmp_path):
+    without_driver("ipvlan")
     done = subprocess.run(["unshare", "--mount", "--net", "sh", "-c", ALONE, sys.executable], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     report = json.loads(done.stdout)
@@ -118,8 +117,9 @@ def _versions(text: str) -> str:
     return re.sub(r"(Python|iproute2) \d+\.\d+(\.\d+)?", r"\1 X", text)
 
 
-@pytest.mark.skipif(host_has_ipvlan(), reason="the example is of a kernel without ipvlan")
-def test_the_docs_example_is_what_doctor_prints(tmp_path):
+@pytest.mark.no_ipvlan      # the example is of a kernel without ipvlan
+def test_the_docs_example_is_what_doctor_prints(without_driver, tmp_path):
+    without_driver("ipvlan")
     text = DOC.read_text()
     setup = text.split("```sh\n", 1)[1].split("```", 1)[0]
     shown = text.split("<!-- doctor example -->\n```\n", 1)[1].split("```", 1)[0]

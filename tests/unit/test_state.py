@@ -15,31 +15,38 @@ from ipvlan_ip.errors import CniError
 from ipvlan_ip.runner import Runner
 
 
+class Told(Echo):
+    """An echo that notes whether the runner said it had to wait."""
+    def __init__(self):
+        super().__init__()
+        self.waited = threading.Event()
+
+    def __call__(self, text: str) -> None:
+        if text.startswith("# waiting"):
+            self.waited.set()
+
+
 def test_a_second_operation_waits_for_the_first(tmp_path):
     netns = tmp_path / "netns"
     netns.touch()
-    order, holding, waiting = [], threading.Event(), threading.Event()
+    order, holding, told = [], threading.Event(), Told()
     first_runner = Runner(timeout=10)
 
     def add():
         with first_runner.exclusive(str(netns)):
             order.append("ADD in")
             holding.set()
-            assert waiting.wait(10), "DEL never waited"
+            assert told.waited.wait(10), "DEL never waited"
             order.append("ADD out")
     first = threading.Thread(target=add)
     first.start()
     assert holding.wait(10)
     # DEL says it waits (the echo) before it waits: the ADD lets go only then, so the two overlapped.
-    class Told(Echo):
-        def __call__(self, text: str) -> None:
-            if text.startswith("# waiting"):
-                waiting.set()
-    with Runner(Told(), timeout=10).exclusive(str(netns)):
+    with Runner(told, timeout=10).exclusive(str(netns)):
         order.append("DEL in")
         order.append("DEL out")
     first.join()
-    assert order == ["ADD in", "ADD out", "DEL in", "DEL out"] and waiting.is_set()
+    assert order == ["ADD in", "ADD out", "DEL in", "DEL out"] and told.waited.is_set()
 
 
 def test_waiting_past_the_timeout_is_try_again_later(tmp_path):
@@ -62,18 +69,27 @@ def test_nothing_to_hold_when_the_netns_is_gone(tmp_path):
 @contextlib.contextmanager
 def overlapping_shared_holders(lock: str, hold: float = 0.2):
     """Three threads holding `lock` shared in turn, overlapping so that one
-    always holds it (as ADDs that find the host's link do), until the block ends."""
-    stop = threading.Event()
+    always holds it (as ADDs that find the host's link do), until the block
+    ends; entered only once two of them have held it at the same time."""
+    stop, overlapped, count = threading.Event(), threading.Event(), threading.Lock()
+    inside = [0]
 
     def holder():
         while not stop.is_set():
             with Runner(timeout=120).exclusive(lock, create=True, shared=True):
+                with count:
+                    inside[0] += 1
+                    if inside[0] >= 2:
+                        overlapped.set()
                 time.sleep(hold)
+                with count:
+                    inside[0] -= 1
     holders = [threading.Thread(target=holder) for _ in range(3)]
     for n, thread in enumerate(holders):
         thread.start()
         time.sleep(hold / 3 * (n + 1))
     try:
+        assert overlapped.wait(60), "the shared holders never overlapped"
         yield
     finally:
         stop.set()
@@ -82,12 +98,13 @@ def overlapping_shared_holders(lock: str, hold: float = 0.2):
 
 
 def test_a_waiting_exclusive_holder_is_not_starved_by_overlapping_shared_ones(tmp_path):
-    # hostAccess: ADDs hold the master's lock shared, overlapping; GC needs it exclusively.
+    # hostAccess: ADDs hold the master's lock shared, overlapping; GC needs it exclusively. Without the
+    # gate, flock keeps granting the shared lock and the exclusive one waits past its timeout.
     lock = str(tmp_path / "locks" / "m.lock")
-    got = []
-    with overlapping_shared_holders(lock), Runner(timeout=3).exclusive(lock, create=True):
+    told, got = Told(), []
+    with overlapping_shared_holders(lock), Runner(told, timeout=3).exclusive(lock, create=True):
         got.append(True)
-    assert got == [True]
+    assert got == [True] and told.waited.is_set()       # it found the lock held, waited, and got it
 
 
 def test_shared_holders_run_together(tmp_path):
