@@ -130,13 +130,24 @@ def master_findings(conf: dict, master: dict | None, name: str, links: list[dict
     return found
 
 
+# The reference plugins a config may name, which Debian's containernetworking-plugins ships (in /usr/lib/cni).
+REFERENCE_PLUGINS = frozenset({"bandwidth", "bridge", "dhcp", "dummy", "firewall", "host-device", "host-local",
+                               "ipvlan", "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tap", "tuning",
+                               "vlan", "vrf"})
+
+
 def plugin_finding(plugin_type: str, found: str | None, bin_dirs: list[str]) -> Finding:
     check = f"plugin {plugin_type}"
     if found:
         return ok(check, found)
+    if plugin_type == "ipvlan-ip":
+        how = f"ipvlan-ip install --cni-bin-dir {bin_dirs[0]} (docs/install.md)"
+    elif plugin_type in REFERENCE_PLUGINS:
+        how = "install it there (Debian: apt-get install containernetworking-plugins puts it in /usr/lib/cni)"
+    else:
+        how = "install it there, as its own project says"
     return failure(check, f"{plugin_type} is not an executable file in {':'.join(bin_dirs)}",
-                   "install it there (Debian: apt-get install containernetworking-plugins puts it in "
-                   "/usr/lib/cni), or name the right dir with --cni-bin-dir")
+                   f"{how}, or name the right dir with --cni-bin-dir")
 
 
 def as_text(report: dict) -> str:

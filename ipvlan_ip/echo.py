@@ -2,7 +2,8 @@
 
 With debug on (or a logFile), each `ip` command, sysctl write, rename,
 link brought up and VLAN link removed is echoed before it runs as a shell line that can be pasted
-into a root shell, then its exit status and duration. It goes to stderr and
+into a root shell, then its exit status and duration; the steps taken in-process (all but `ip` and
+the IPAM plugin) say so, since no process runs for them. It goes to stderr and
 the log file, never stdout, which belongs to the CNI result. `plan` prints the
 same lines (shell_line) for the steps it would take.
 """
@@ -71,6 +72,16 @@ class Echo:
                     os.close(fd)
 
 
+# A step the plugin takes in-process (a write under /proc/sys, an ioctl) starts no process: its line
+# is what a person would type for the same change, and says so.
+IN_PROCESS = " (in-process; as a shell command:)"
+
+
+def announced(step: Command | SysctlWrite | Rename | LinkUp | VlanDelete) -> str:
+    """What the echo and `plan` print for a step: why, then the shell line."""
+    return f"# {step.why}{'' if isinstance(step, Command) else IN_PROCESS}\n{shell_line(step)}"
+
+
 def shell_line(step: Command | SysctlWrite | Rename | LinkUp | VlanDelete) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
     import shlex  # only for the echo and error messages
@@ -97,7 +108,7 @@ class Echoed:
 
     def _announce(self, step) -> None:
         if self.echo.active:
-            self.echo(f"# {step.why}\n{shell_line(step)}")
+            self.echo(announced(step))
 
     def _outcome(self, code: int, start: float) -> None:
         if self.echo.active:

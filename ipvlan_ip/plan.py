@@ -10,7 +10,7 @@ import json
 
 from . import commands, config, dhcp, host_access, operations, results, vlan
 from .commands import Addressing, LinkSpec, VlanDelete
-from .echo import shell_line
+from .echo import announced
 
 PLACEHOLDER = {"interfaces": [],
                "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1"}],
@@ -27,8 +27,7 @@ def plan(conf_text: bytes, netns_path: str, ifname: str, command: str = "ADD",
            "# Nothing here has been run. The IPAM plugin is not run either: its steps are comments."]
 
     def step(s) -> None:
-        out.append(f"# {s.why}")
-        out.append(shell_line(s))
+        out.append(announced(s))
 
     def ipam(cni_command: str, purpose: str) -> None:
         if conf.ipam_type:
