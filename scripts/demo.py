@@ -20,6 +20,7 @@ TOPICS = {
             "removes the link",
     "show": "ipvlan-ip show draws the master and its containers, and flags the master set down",
     "debug": "plan prints an ADD's commands; the debug echo of the same ADD runs exactly those",
+    "lab": "the lab of docs/learn.md, command by command: a container attached by hand, looked at, detached",
 }
 
 

@@ -373,8 +373,35 @@ def debug(stage: Stage) -> None:
     cni("DEL", network, container, echo=False)
 
 
+LEARN = Path(__file__).resolve().parents[1] / "docs" / "learn.md"
+LAB = "<!-- the lab: ./demo lab runs it (scripts/tour.py) -->"
+
+
+def lab_script() -> str:
+    """The lab's commands, as docs/learn.md shows them."""
+    return LEARN.read_text().split(LAB + "\n```sh\n", 1)[1].split("```", 1)[0]
+
+
+def lab(stage: Stage) -> None:
+    why("""lab: the commands of docs/learn.md's lab, as a reader types them (bash -v prints each line
+    before it runs): a netns, a veth master, a config, then ADD, a look, CHECK, DEL and the clean-up.""")
+    env = {**os.environ, "PATH": f"{Path(plugin_launcher()).parent}:{os.environ['PATH']}"}
+    try:
+        done = subprocess.run(["bash", "-ev"], input=lab_script(), env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+        print(done.stdout, end="", flush=True)
+    finally:       # what a failed step left
+        for argv in (["ip", "netns", "del", "lab"], ["ip", "link", "del", "lab-m0"],
+                     ["rm", "-rf", "/tmp/lab.conf", "/tmp/lab.result", "/tmp/lab.check", "/tmp/lab-ipam"]):
+            subprocess.run(argv, capture_output=True)
+    proof("every command of the lab succeeded", done.returncode == 0)
+    proof("ADD printed a result with eth0 in the lab's netns",
+          '"name": "eth0"' in done.stdout and '"sandbox": "/run/netns/lab"' in done.stdout)
+    proof("CHECK passed, and DEL left only lo", "CHECK passed" in done.stdout and "DEL done" in done.stdout)
+
+
 TOPICS = {"l2": l2, "l3": l3, "l3s": l3s, "host-access": host_access, "dhcp": dhcp, "vlan": vlan,
-          "show": show_topic, "debug": debug}
+          "show": show_topic, "debug": debug, "lab": lab}
 
 
 def run(topics: list[str], dot_file: str = "") -> None:

@@ -19,6 +19,7 @@ PROOFS = {    # a proof each topic must print, among its others
     "l2": "demo-a reaches demo-b", "l3": "the host's INPUT chain saw none", "l3s": "the host's INPUT chain saw the",
     "host-access": "the host's TCP probe", "dhcp": "dnsmasq leased", "vlan": "its frames arrive tagged 20",
     "show": "show flags the master that is down", "debug": "the echo ran exactly the commands plan printed",
+    "lab": "every command of the lab succeeded",
 }
 
 
@@ -46,8 +47,9 @@ def test_the_tour_runs_every_topic_and_each_proof_holds():
         assert any(PROOFS[topic] in line for line in proofs), f"{topic}: {proofs}"
         assert all(line.endswith(": yes") for line in proofs), f"{topic}: {proofs}"
     assert not [ns for ns in str(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout)
-                .split() if ns.startswith(("demo-", "tour-"))]
-    assert not [link["ifname"] for link in ipj("link", "show") if link["ifname"].startswith(("demo-", "tour-"))]
+                .split() if ns.startswith(("demo-", "tour-")) or ns == "lab"]
+    assert not [link["ifname"] for link in ipj("link", "show")
+                if link["ifname"].startswith(("demo-", "tour-", "lab-"))]
 
     # What docs/ shows of the demo is this output.
     l2 = sections[0]

@@ -4,7 +4,8 @@ every `plan` listing is what `ipvlan-ip plan` prints (scripts/docs.py), and
 every ipvlan-ip config shown in JSON is one the schema takes, and every other
 output shown as real stands behind a marker that a test reads (CHECKED): the
 doctor example (test_doctor.py), ADD's error on a kernel without ipvlan
-(test_advice.py), and the demo's echo and show tree (tests/kernel/test_demo.py)."""
+(test_advice.py), the demo's echo and show tree (tests/kernel/test_demo.py),
+and the lab of docs/learn.md, which `./demo lab` runs (tests/kernel/test_demo.py runs every topic)."""
 
 import json
 import os
@@ -92,7 +93,8 @@ CHECKED = {"<!-- doctor example -->": "tests/unit/test_doctor.py",
            "<!-- ADD on a kernel without ipvlan -->": "tests/unit/test_advice.py",
            "<!-- the echo of ./demo's first ADD -->": "tests/kernel/test_demo.py",
            "<!-- ./demo's show -->": "tests/kernel/test_demo.py",
-           "<!-- plan ": "scripts/docs.py"}
+           "<!-- plan ": "scripts/docs.py",
+           "<!-- the lab: ./demo lab runs it (scripts/tour.py) -->": "scripts/tour.py"}
 MARKED = re.compile(r"^(<!-- [^\n]*)\n```\w*\n(.*?)^```", re.S | re.M)
 
 
