@@ -5,7 +5,7 @@ link brought up and VLAN link removed is echoed before it runs as a shell line t
 into a root shell, then its exit status and duration; the steps taken in-process (all but `ip` and
 the IPAM plugin) say so, since no process runs for them. It goes to stderr and
 the log file, never stdout, which belongs to the CNI result. `plan` prints the
-same lines (shell_line) for the steps it would take.
+same lines (announced) for the steps it would take.
 """
 from __future__ import annotations
 

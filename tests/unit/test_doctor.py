@@ -163,3 +163,12 @@ def test_configs_on_one_master_that_ask_for_different_modes_or_flags_fail_each_n
     assert set(found) == {a, b, d} and {f.status for f in found.values()} == {"failure"}    # c is on nosuch0.20
     assert found[a].text == f"$ asks for mode l2, flag bridge, and {b} $ differ on the same master"
     assert found[b].text == f"$ asks for mode l2, flag private, and {a} $, {d} $ differ on the same master"
+
+
+def test_a_missing_plugin_is_advised_by_where_it_comes_from():
+    bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
+    advice = {plugin: doctor.plugin_finding(plugin, None, bin_dirs).fix for plugin in ("ipvlan-ip", "host-local",
+                                                                                      "whereabouts")}
+    assert advice["ipvlan-ip"].startswith("ipvlan-ip install --cni-bin-dir /opt/cni/bin")
+    assert "containernetworking-plugins" in advice["host-local"]
+    assert "containernetworking-plugins" not in advice["whereabouts"] + advice["ipvlan-ip"]
