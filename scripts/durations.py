@@ -18,6 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DURATIONS = REPO / "tests" / "kernel" / "durations.json"
+LONG = 20.0         # seconds in the VM from which a test is placed by its time rather than taken as it comes
 
 
 def measured(*reports: Path) -> dict[str, float]:

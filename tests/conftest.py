@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from durations import DURATIONS, LONG  # noqa: E402
 from vm import host_has_ipvlan  # noqa: E402
 
 KERNEL_DIR = Path(__file__).parent / "kernel"
 # A node's PATH, without our venv (or a development shim) before the system's python3 and ip.
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 VM_WORKERS = 2      # as many as tests/kernel_runner.py runs in the VM
-DURATIONS = KERNEL_DIR / "durations.json"
-LONG = 20.0         # seconds in the VM from which a test is placed by its time rather than taken as it comes
 # Set by tests/kernel_runner.py for its last phase, in the VM (or on a host the user gave it): the one
 # place where a driver may be taken out of the kernel.
 ALONE = "IPVLAN_IP_ALONE"

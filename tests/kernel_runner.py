@@ -18,6 +18,7 @@ kernel, one attaches a link to the default route's NIC. IPVLAN_IP_TEST_WHERE=hos
 runs them on the host instead, for a machine that is itself disposable (vagrant/).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from durations import DURATIONS, LONG, measured  # noqa: E402
 from vm import REPO, VM_DIR, host_has_ipvlan, run_in_vm  # noqa: E402
 
 JUNIT_NATIVE = VM_DIR / "kernel-native.xml"
@@ -63,6 +65,14 @@ def phases(where: str, extra: list[str]) -> int:
     return first_failure(first, second)
 
 
+def unmeasured(report: Path) -> list[str]:
+    """The tests of `report` that took LONG seconds or more and that durations.json does not list."""
+    if not report.exists():
+        return []
+    known = json.loads(DURATIONS.read_text())
+    return [test for test, took in measured(report).items() if took >= LONG and test not in known]
+
+
 def counts(*reports: Path) -> dict[str, int]:
     total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for report in reports:
@@ -97,6 +107,10 @@ def main(argv: list[str]) -> int:
     c = counts(JUNIT_NATIVE, JUNIT, JUNIT_ALONE)
     print(f"kernel tests: {c['tests']} ran, natively and in the {'VM' if where == 'vm' else 'host kernel'} "
           f"({c['failures'] + c['errors']} failed, {c['skipped']} skipped) in {time.monotonic() - start:.0f} s")
+    unplaced = unmeasured(JUNIT)
+    if unplaced:
+        print(f"kernel tests: {len(unplaced)} took {LONG:.0f} s or more with no time in {DURATIONS.name} (so "
+              f"placed as short ones): `python scripts/durations.py` after a whole run records them")
     if c["tests"] == 0:
         print("kernel tests: none ran; that is a failure", file=sys.stderr)
         return 1
