@@ -44,9 +44,10 @@ class Command(namedtuple("Command", "why argv batch ok_if", defaults=((), ()))):
     __slots__ = ()
 
 
-class SysctlWrite(namedtuple("SysctlWrite", "why netns key value")):
+class SysctlWrite(namedtuple("SysctlWrite", "why netns key value missing_ok", defaults=(False,))):
     """A sysctl set inside a netns; `key` as sysctl(8) takes it, with slashes,
-    since an interface name may hold dots."""
+    since an interface name may hold dots. `missing_ok`: a kernel without
+    the key (IPv6 turned off at boot) has nothing to set."""
     __slots__ = ()
 
     @property
@@ -143,30 +144,27 @@ def show_default_routes(netns: Netns | None, version: int) -> Command:
                    ip(netns, "-j", f"-{version}", "route", "show", "default"))
 
 
-def create_on_master(spec: LinkSpec, target: Netns, in_container: bool, host_link: tuple[str, ...] = (),
-                     vlan: tuple[str, ...] = ()) -> Command:
+def create_on_master(spec: LinkSpec, target: Netns, in_container: bool, lines=None) -> Command:
     """Read the master and create the link on it, in one process. Without
     -force the batch stops at a master that does not exist; the caller checks
     what the read shows (up, not ipvlan, MTU) and removes the link when the
     master turns out to be unusable. With linkInContainer the master lives in
     the container's netns, so both run there; otherwise the link is made on
-    the host and placed in the container's netns by the same call.
-    `host_link` holds the lines that make the host's own link (hostAccess,
-    host_access.py); the master's addresses are then read too. `vlan` holds
-    the lines that read the master and give it the VLAN link that is
-    spec.master (vlan.py), in place of the master's read."""
+    the host and placed in the container's netns by the same call. `lines`
+    (capability.CreateLines) are a shared link's: reads in place of the
+    master's, and lines after them."""
     mtu = ("mtu", str(spec.mtu)) if spec.mtu else ()
     flag = (spec.flag,) if spec.flag else ()
     place = () if in_container else ("netns", target.path)
-    reads = vlan or (batch_line("address" if host_link else "link", "show", "dev", spec.master),)
-    what = (f"read the master and its VLAN link {spec.master} (made unless it exists, brought up)" if vlan else
-            f"read master {spec.master} (it must exist, be up and not be an ipvlan link)")
+    reads = lines.reads if lines and lines.reads else (batch_line("link", "show", "dev", spec.master),)
+    what = lines.says if lines and lines.says else \
+        f"read master {spec.master} (it must exist, be up and not be an ipvlan link)"
     return Command(
-        f"{what}, then create ipvlan {spec.tmp_name} on it (mode {spec.mode}{' ' + spec.flag if spec.flag else ''})"
-        + (", and the host's own link on it" if host_link else ""),
+        f"{what}, then create ipvlan {spec.tmp_name} on {spec.master} (mode {spec.mode}"
+        f"{' ' + spec.flag if spec.flag else ''})",
         ip(target if in_container else None, "-j", "-d", "-batch", "-"),
         (*reads,
-         *host_link,
+         *(lines.extra if lines else ()),
          batch_line("link", "add", "link", spec.master, "name", spec.tmp_name, *place, *mtu,
                     "type", "ipvlan", "mode", spec.mode, *flag)))
 
@@ -182,7 +180,10 @@ def notify_sysctls(target: Netns, tmp_name: str, addressing: Addressing) -> list
     when the link comes up, so that neighbours learn them at once. Set on the
     temporary name, before the link is renamed and brought up."""
     writes = [SysctlWrite("send gratuitous ARP when the link comes up", target,
-                          f"net/ipv4/conf/{tmp_name}/arp_notify", "1")]
+                          f"net/ipv4/conf/{tmp_name}/arp_notify", "1"),
+              # In l2 every router advertisement on the LAN reaches the link; its addresses are IPAM's alone.
+              SysctlWrite("take no address or route from router advertisements (SLAAC)", target,
+                          f"net/ipv6/conf/{tmp_name}/accept_ra", "0", missing_ok=True)]
     if any(family(i["address"]) == 6 for i in addressing.ips):
         writes += [
             # Some runtimes create netns with IPv6 off by default.
@@ -198,16 +199,19 @@ def rename(target: Netns, spec: LinkSpec) -> Rename:
                   spec.tmp_name, spec.ifname)
 
 
-def name_link(spec: LinkSpec, target: Netns, addressing: Addressing) -> list[SysctlWrite | Rename]:
-    """Give the link CNI_IFNAME: the announcing sysctls, then the rename."""
-    return [*notify_sysctls(target, spec.tmp_name, addressing), rename(target, spec)]
+def name_link(spec: LinkSpec, target: Netns, addressing: Addressing,
+              more: tuple[SysctlWrite, ...] = ()) -> list[SysctlWrite | Rename]:
+    """Give the link CNI_IFNAME: the announcing sysctls and the
+    capabilities' (`more`, which may change them), then the rename."""
+    return [*notify_sysctls(target, spec.tmp_name, addressing), *more, rename(target, spec)]
 
 
-def ready_for_dhcp(spec: LinkSpec, target: Netns) -> list[SysctlWrite | Rename | LinkUp]:
+def ready_for_dhcp(spec: LinkSpec, target: Netns,
+                   more: tuple[SysctlWrite, ...] = ()) -> list[SysctlWrite | Rename | LinkUp]:
     """The dhcp daemon looks the link up by CNI_IFNAME in the netns and sends
     through it, so it is named and up before IPAM runs (dhcp.py), with no
     address yet: IPv4 only, as the daemon is."""
-    return [*name_link(spec, target, Addressing()),
+    return [*name_link(spec, target, Addressing(), more),
             LinkUp(f"bring {spec.ifname} up, for the dhcp daemon to send through it", target, spec.ifname)]
 
 
@@ -235,10 +239,10 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra:
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
 
 
-def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing,
-                     extra: tuple[str, ...] = ()) -> list[Command | SysctlWrite | Rename]:
+def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing, extra: tuple[str, ...] = (),
+                     more: tuple[SysctlWrite, ...] = ()) -> list[Command | SysctlWrite | Rename]:
     """What ADD does once the link exists and the addresses are allocated."""
-    return [*name_link(spec, target, addressing), configure_link(target, spec, addressing, extra)]
+    return [*name_link(spec, target, addressing, more), configure_link(target, spec, addressing, extra)]
 
 
 def route_plan(addressing: Addressing) -> list[dict]:

@@ -15,15 +15,18 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container host_access "
-                                    "ipam_type ipam dns prev_result debug log_file timeout stdin refused vlan",
-                                    defaults=("", 0))):
+                                    "ipam_type ipam dns prev_result debug log_file timeout stdin refused vlan "
+                                    "proxy_neighbors slaac",
+                                    defaults=("", 0, False, False))):
     """The config as the plugin uses it. `master` "" means: from prevResult,
     else the default-route interface; `flag` "" the kernel's default (bridge);
     `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
     prevResult), `ipam` its section as given; `prev_result` is already in the internal shape (results.py);
     `stdin` goes unchanged to the IPAM plugin; `refused` is why ADD would
     refuse a config that DEL or GC still reads (see load); `vlan` 0 means
-    none, else the master's VLAN sub-interface carries the links (vlan.py). A namedtuple, as in commands.py,
+    none, else the master's VLAN sub-interface carries the links (vlan.py);
+    `proxy_neighbors` and `slaac` are proxyNeighbors and ipv6.slaac
+    (proxy_neighbors.py, slaac.py). A namedtuple, as in commands.py,
     to keep dataclasses' import off every call."""
     __slots__ = ()
 
@@ -102,6 +105,8 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         stdin=stdin,
         refused=refused,
         vlan=int(data.get("vlan", 0)),
+        proxy_neighbors=data.get("proxyNeighbors", False),
+        slaac=(data.get("ipv6") or {}).get("slaac", False),
     )
 
 
@@ -131,6 +136,11 @@ def refusal(data: dict) -> str:
             f"flag {flag!r}: the host reaches its containers through an ipvlan link of its own, and with "
             f"{flag} one ipvlan link may not talk to another" if flag in ("private", "vepa") else
             "linkInContainer: the master is then in the container's netns, not the host's")
+    if mode != "l2" and (data.get("ipv6") or {}).get("slaac"):
+        return (f"ipv6.slaac needs mode l2: in {mode} no multicast reaches an ipvlan link, so no router "
+                "advertisement does either")
+    if data.get("proxyNeighbors") and mode != "l3s":
+        return _proxy_neighbors_problem(mode)
     vlan = data.get("vlan")
     if vlan is not None:
         problem = _vlan_problem(vlan, data)
@@ -139,6 +149,15 @@ def refusal(data: dict) -> str:
     if master == "ipam" and not ipam_type:
         return "\"master\": \"ipam\" needs an ipam section with a type"
     return ""
+
+
+def _proxy_neighbors_problem(mode: str) -> str:
+    if mode == "l2":
+        return ("proxyNeighbors is for mode l3s: in l2 each container answers the LAN's ARP and neighbour "
+                "solicitations itself, so the LAN reaches it already")
+    return ("proxyNeighbors needs mode l3s: in l3, ipvlan hands the LAN's ARP requests for a container's "
+            "address to the container's link, which answers no ARP in l3, so the host never sees them "
+            "(docs/modes.md); l3s passes them to the host, which answers for the container")
 
 
 def _vlan_problem(vlan, data: dict) -> str:

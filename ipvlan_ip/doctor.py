@@ -17,7 +17,7 @@ import re
 import sys
 from collections import namedtuple
 
-from . import advice, config, dhcp, host_access, ipam, port, validation, vlan
+from . import advice, config, dhcp, host_access, ipam, port, proxy_neighbors, validation, vlan
 from .commands import Command, batch_line
 from .errors import CniError
 
@@ -252,12 +252,25 @@ def _check_ours(run, where: str, conf: dict, bin_dirs: list[str], links: list[di
                                      name, links)
             if isinstance(conf.get("vlan"), int):
                 found.append(vlan_finding(conf, name, links))
+            if conf.get("proxyNeighbors") and not refused:
+                found.append(proxy_finding(run, vlan.link_name(name, conf["vlan"]) if conf.get("vlan") else name))
     ipam = conf.get("ipam") or {}
     if ipam.get("type"):
         found.append(plugin_finding(ipam["type"], _find(ipam["type"], bin_dirs), bin_dirs))
     if ipam.get("type") == "dhcp":
         found.append(_dhcp_finding(run, dhcp.socket_path(ipam)))
     return found
+
+
+def proxy_finding(run, master: str) -> Finding:
+    """The sysctls without which the host answers for no container on `master` (proxy_neighbors.py)."""
+    missing = proxy_neighbors.missing_sysctls(run, master, {4, 6})
+    if not missing:
+        return ok("proxyNeighbors", f"{master} forwards IPv4 and IPv6 and proxies NDP")
+    return failure("proxyNeighbors", f"{master} does not forward as the host must to answer for its containers "
+                   f"({', '.join(missing)} unset; the IPv6 ones matter for IPv6 addresses only)",
+                   f"sysctl -w {' '.join(missing)}, and the same in /etc/sysctl.d/ (docs/modes.md says what "
+                   "forwarding changes)")
 
 
 def _dhcp_finding(run, socket: str) -> Finding:

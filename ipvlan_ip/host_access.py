@@ -44,6 +44,7 @@ import re
 import zlib
 
 from . import state
+from .capability import Call, Capability, CreateLines, SharedLink
 from .commands import Command, batch_line
 from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
@@ -361,3 +362,67 @@ _LINK = re.compile(r"ipvh[0-9a-f]{8}")
 def _in_use(run) -> set[str]:
     """The host links that some attachment, of any network, recorded."""
     return {record["link"] for record in run.load_records(STATE).values()}
+
+
+# ---------------------------------------------------------------- the capability
+
+class HostAccess(Capability):
+    """hostAccess as operations walks it (capability.py)."""
+
+    key = "hostAccess"
+
+    def wanted(self, conf) -> bool:
+        return conf.host_access
+
+    def shared_link(self, call: Call, master: str) -> SharedLink:
+        conf = call.conf
+
+        def lines(make: bool) -> CreateLines:
+            return CreateLines((batch_line("address", "show", "dev", master),),
+                               link_lines(master, conf.mode, conf.flag, exists=not make),
+                               f"read master {master} and its addresses, and make or bring up the host's "
+                               f"own link {link_name(master)} on it")
+
+        def claimed(make: bool) -> CreateLines | None:
+            return None if claim(call.run, master, conf.mode, conf.flag, make) is None else lines(make)
+
+        def created(made_link: bool, master_read: dict) -> None:
+            # Recorded before the lock goes, so that GC keeps the host's link.
+            require_address(call.run, master_read, made_link)
+            record(call.run, conf.name, call.env.container_id, call.env.ifname, master, [])
+        lock = lock_path(link_name(master))
+        return SharedLink(lock, f"hostAccess: the host's link on {master!r}", claimed, created, lines,
+                          f"hostAccess: under the lock {lock}, make the host's link {link_name(master)} unless it "
+                          "exists (listed from a thread, no command); the master's addresses are read")
+
+    def container_lines(self, call: Call, ips: list[str], master_read: dict):
+        mac = master_read["address"] if call.conf.mode == "l2" else ""
+        return toward_host(call.env.ifname, ips, host_addresses(master_read), mac)
+
+    def attach(self, call: Call, master_read: dict, ips: list[str]) -> None:
+        # Only now: the kernel lets one ipvlan link of a master hold an address,
+        # so once the container holds its own, no live container's host route is in the way.
+        attach(call.run, call.conf.name, call.env.container_id, call.env.ifname, master_read, call.conf.mode, ips)
+
+    def detach(self, call: Call) -> None:
+        detach(call.run, call.conf.name, call.env.container_id, call.env.ifname)
+
+    def check(self, call: Call, link: dict, ips: list[str], neighbours: list) -> list[str]:
+        return check(call.run, call.conf.name, call.env.container_id, call.env.ifname, ips, call.conf.mode,
+                     neighbours)
+
+    def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
+        return collect(run, network, valid)
+
+    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
+        conf, env = call.conf, call.env
+        if command == "ADD":    # once the container holds its addresses (HostAccess.attach says why)
+            mac = master_read["address"] if conf.mode == "l2" else ""
+            return [routes_on_host(link_name(master_read["ifname"]), ips, host_addresses(master_read), mac)]
+        if command == "DEL":
+            return [f"# hostAccess: remove the host's routes that "
+                    f"{record_path(conf.name, env.container_id, env.ifname)} records, and that file"]
+        return []
+
+
+CAPABILITY = HostAccess()

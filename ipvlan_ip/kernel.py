@@ -92,8 +92,19 @@ class Kernel(Echoed):
                 f.write(write.value)
         except OSError as e:
             self._outcome(1, start)
+            if write.missing_ok and e.errno == errno.ENOENT:
+                self.echo(f"# {write.key} does not exist in this kernel: nothing to set")
+                return
             raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
         self._outcome(0, start)
+
+    def host_sysctl(self, key: str) -> str | None:
+        """A sysctl of the host's (the plugin's own netns), `key` with slashes; None where there is none."""
+        try:
+            with open(f"/proc/sys/{key}") as f:
+                return f.read().strip()
+        except OSError:
+            return None
 
     def interfaces(self, netns: Netns | None) -> dict[str, Link]:
         """The interfaces in `netns` (None: the host's) by name, as

@@ -1,11 +1,14 @@
 """The CNI operations, composed from config, builder, runner and IPAM.
 
 Each function reads like the steps it takes; the `ip` details are in
-commands.py and every execution goes through the runner `run`.
+commands.py and every execution goes through the runner `run`. What an
+opt-in capability adds, each command takes from the capabilities the
+config asks for, through the hooks of capability.py.
 """
 from __future__ import annotations
 
-from . import commands, dhcp, host_access, ipam, port, state, vlan
+from . import capabilities, commands, dhcp, drift, ipam, port, state
+from .capability import Call, CreateLines
 from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
 from .environment import CniEnv, batch_problem, interface_name_problem
@@ -36,25 +39,29 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
     if socket and not run.listening(socket):
         raise dhcp.daemon_missing(socket)
 
-    made = Made()
+    call, made = Call(run, conf, env), Made(capabilities.wanted(conf))
     spec = link_spec(conf, env.container_id, env.ifname, "")
     try:
         if not conf.master_from_ipam:
             # As upstream, the link comes before the addresses: an unusable master costs no allocation.
-            _create(run, conf, env, master_name(conf, run, master_ns), target, made)
-        found = _lease(conf, env, run, spec, target, made, socket) if socket else _addresses(conf, env, run, made)
+            _create(call, master_name(conf, run, master_ns), target, made)
+        found = _lease(call, spec, target, made, socket) if socket else _addresses(conf, env, run, made)
         if conf.master_from_ipam:
-            _create(run, conf, env, _master_from_ipam(found), target, made)
+            _create(call, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
-        on_link, toward_host = _toward_host(conf, env, addressing, made) if conf.host_access else ((), ())
-        mac = _configure(run, spec, target, addressing, made, toward_host, leased=conf.dhcp)
-        if conf.host_access:
-            # Only now: the kernel lets one ipvlan link of a master hold an address,
-            # so once the container holds its own, no live container's host route is in the way.
-            host_access.attach(run, conf.name, env.container_id, env.ifname, made.master_read, conf.mode,
-                               [ipc["address"] for ipc in addressing.ips])
+        ips = [ipc["address"] for ipc in addressing.ips]
+        on_link: list[str] = []
+        extra: list[str] = []
+        for capability in made.capabilities:
+            routes, lines = capability.container_lines(call, ips, made.master_read)
+            on_link += routes
+            extra += lines
+        mac = _configure(call, spec, target, addressing, made, tuple(extra))
+        for capability in made.capabilities:
+            made.recording(capability)
+            capability.attach(call, made.master_read, ips)
     except BaseException:
-        _undo(run, conf, env, target, made)
+        _undo(call, target, made)
         raise
 
     return {
@@ -67,28 +74,33 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
 
 class Made:
     """What this ADD has made so far: the link by its current name, whether
-    IPAM was asked for addresses, whether the host routes to it, and whether
-    it is on a VLAN link."""
+    IPAM was asked for addresses, and which of the `capabilities` it asks
+    for may have recorded something (their detach takes it back)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: list) -> None:
         self.link = ""
         self.reserved = False
         self.master_read: dict = {}     # the master as the create batch read it
-        self.host_routed = False        # hostAccess: this attachment recorded on the host
-        self.vlan = False               # vlan: this attachment recorded on the VLAN link
+        self.capabilities = wanted
+        self.recorded: list = []
+
+    def recording(self, capability) -> None:
+        """`capability` is about to record what it adds: a rollback calls its detach."""
+        if capability not in self.recorded:
+            self.recorded.append(capability)
 
 
-def _undo(run, conf: NetConf, env: CniEnv, target: Netns, made: Made) -> None:
+def _undo(call: Call, target: Netns, made: Made) -> None:
     """Take back what a failed ADD made: the link first, so that an address
-    is never free while a link still carries it, then the reservation. A
-    DHCP lease is the exception: the daemon releases it by sending through
-    the link, so the link goes after it."""
+    is never free while a link still carries it, then what the capabilities
+    recorded (never a shared link another attachment uses), then the
+    reservation. A DHCP lease is the exception: the daemon releases it by
+    sending through the link, so the link goes after it."""
+    run, conf, env = call
     link = [lambda: run.run(commands.delete_link(target, made.link))] if made.link else []
-    # hostAccess: its own routes and record; never the shared link
-    routes = [lambda: host_access.detach(run, conf.name, env.container_id, env.ifname)] if made.host_routed else []
-    tagged = [lambda: vlan.leave(run, conf.name, env.container_id, env.ifname)] if made.vlan else []
+    recorded = [lambda c=capability: c.detach(call) for capability in made.recorded]
     release = [lambda: ipam.execute(run, conf, env, "DEL")] if made.reserved else []
-    steps: list = [*release, *link, *routes, *tagged] if conf.dhcp else [*link, *routes, *tagged, *release]
+    steps: list = [*release, *link, *recorded] if conf.dhcp else [*link, *recorded, *release]
     for step in steps:
         try:
             step()
@@ -119,21 +131,29 @@ def master_name(conf: NetConf, run, netns: Netns | None) -> str:
     raise CniError(MASTER_FAILURE, "no master given and no default route interface found")
 
 
-def _create(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made) -> None:
-    """Read the master and create the link on it (one `ip` process). With
-    hostAccess, the host's own link on the master, and with vlan, the
-    master's VLAN link, are shared by the attachments of every network:
-    made by the first, under a lock (_shared)."""
-    if conf.host_access:
-        _shared(run, host_access.lock_path(host_access.link_name(master)),
-                f"hostAccess: the host's link on {master!r}",
-                lambda make: _with_host_link(run, conf, env, master, target, made, make))
-    elif conf.vlan:
-        _shared(run, vlan.lock_path(vlan.link_name(master, conf.vlan)),
-                f"vlan: the VLAN link {vlan.link_name(master, conf.vlan)}",
-                lambda make: _on_vlan(run, conf, env, master, target, made, make))
-    else:
-        _create_link(run, conf, env, master, target, made)
+def _create(call: Call, master: str, target: Netns, made: Made) -> None:
+    """Read the master and create the link on it (one `ip` process). A
+    link on the host that a capability shares between the attachments of
+    every network (the host's own link, a VLAN link) is made by the first
+    of them, under a lock (_shared), and its lines join the same batch."""
+    shared = [(c, c.shared_link(call, master)) for c in made.capabilities]
+    shared = [(c, link) for c, link in shared if link is not None]
+    if not shared:
+        _create_link(call, master, target, made, CreateLines())
+        return
+    # config.py refuses the capabilities that would each share a link of their own.
+    capability, link = shared[0]
+
+    def attempt(make: bool) -> bool:
+        lines = link.claim(make)
+        if lines is None:
+            return False
+        made.recording(capability)
+        _create_link(call, master, target, made, lines)
+        if link.created:
+            link.created(make, made.master_read)
+        return True
+    _shared(call.run, link.lock, link.what, attempt)
 
 
 def _shared(run, lock: str, what: str, attempt) -> None:
@@ -149,59 +169,41 @@ def _shared(run, lock: str, what: str, attempt) -> None:
     raise CniError(TRY_AGAIN_LATER, f"{what} kept being made and removed by other calls; try again")
 
 
-def _with_host_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made, make: bool) -> bool:
-    """hostAccess: the link, and the host's own one, this attachment recorded
-    before the lock goes (so GC keeps the host's link)."""
-    host_link = host_access.claim(run, master, conf.mode, conf.flag, make=make)
-    if host_link is None:
-        return False
-    _create_link(run, conf, env, master, target, made, host_link)
-    host_access.require_address(run, made.master_read, made_link=make)
-    host_access.record(run, conf.name, env.container_id, env.ifname, master, [])
-    made.host_routed = True
-    return True
+def link_master(conf: NetConf, master: str) -> str:
+    """The device the ipvlan link is made on: the master, or what a capability puts on it (vlan)."""
+    for capability in capabilities.wanted(conf):
+        master = capability.link_master(conf, master)
+    return master
 
 
-def _on_vlan(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made, make: bool) -> bool:
-    """vlan: the link on the master's VLAN link, made by the same batch when
-    missing; this attachment recorded on it first (vlan.record says why)."""
-    lines = vlan.claim(run, master, conf.vlan, make)
-    if lines is None:
-        return False
-    vlan.record(run, conf.name, env.container_id, env.ifname, master, conf.vlan)
-    made.vlan = True
-    _create_link(run, conf, env, master, target, made, vlan_lines=lines)
-    return True
-
-
-def _create_link(run, conf: NetConf, env: CniEnv, master: str, target: Netns, made: Made,
-                 host_link: tuple[str, ...] = (), vlan_lines: tuple[str, ...] = ()) -> None:
+def _create_link(call: Call, master: str, target: Netns, made: Made, lines: CreateLines) -> None:
     """The create batch, once the master's ipvlan port is known to carry
     this network's mode and flag or none (port.py: the kernel keeps one of
     each per master, and a new link would switch every link on it); the
-    link removed again when the read shows a master we must not use. With
-    `vlan_lines`, the link's master is the VLAN link they give `master`, and
-    is read after it."""
+    link removed again when the read shows a master we must not use. The
+    link's master is link_master's, read after `master`."""
+    run, conf, env = call
     where = f" in {target.path}" if conf.link_in_container else ""
     problem = batch_problem(master)
     if problem:
         raise CniError(MASTER_FAILURE, f"master {master!r}{where} {problem}")
-    spec = link_spec(conf, env.container_id, env.ifname, vlan.link_name(master, conf.vlan) if vlan_lines else master)
+    spec = link_spec(conf, env.container_id, env.ifname, link_master(conf, master))
     ports_netns = target if conf.link_in_container else None
 
     def on_port(exclusive: bool) -> bool:
         if not port.settle(run, spec.master, ports_netns, conf.mode, conf.flag, exclusive):
             return False
-        _create_batch(run, conf, spec, master, target, made, where, host_link, vlan_lines)
+        _create_batch(call, spec, master, target, made, where, lines)
         if exclusive:
             port.remember(run, spec.master, target.path)
         return True
     _shared(run, port.lock_path(spec.master), f"the ipvlan links of {spec.master!r}", on_port)
 
 
-def _create_batch(run, conf: NetConf, spec: LinkSpec, master: str, target: Netns, made: Made, where: str,
-                  host_link: tuple[str, ...], vlan_lines: tuple[str, ...]) -> None:
-    cmd = commands.create_on_master(spec, target, conf.link_in_container, host_link, vlan_lines)
+def _create_batch(call: Call, spec: LinkSpec, master: str, target: Netns, made: Made, where: str,
+                  lines: CreateLines) -> None:
+    run, conf, _ = call
+    cmd = commands.create_on_master(spec, target, conf.link_in_container, lines)
     try:
         docs, failures = run.run_batch(cmd)
     except CommandFailed as e:
@@ -210,11 +212,11 @@ def _create_batch(run, conf: NetConf, spec: LinkSpec, master: str, target: Netns
         raise CniError(MASTER_FAILURE, f"failed to lookup master {master!r}{where}: {failures[0].message}")
     if not failures:
         made.link = spec.tmp_name
-    for read in docs:      # the master, then its VLAN link: the last read is the link's master
+    for read in docs:      # the master, then a shared link's reads: the last read is the link's master
         made.master_read = read[0]
         check_master(conf, made.master_read, where)
     if failures:
-        raise _explain_create_failure(failures[0], spec, vlan_lines)
+        raise _explain_create_failure(failures[0], spec, lines)
 
 
 def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
@@ -257,10 +259,11 @@ def _addresses(conf: NetConf, env: CniEnv, run, made: Made) -> dict:
     raise CniError(INVALID_CONFIG, "no ipam section, and no prevResult with IPs to configure")
 
 
-def _lease(conf: NetConf, env: CniEnv, run, spec: LinkSpec, target: Netns, made: Made, socket: str) -> dict:
+def _lease(call: Call, spec: LinkSpec, target: Netns, made: Made, socket: str) -> dict:
     """dhcp: the link named and up first (the daemon sends through it), then
     the lease, asked for under the master's lock (dhcp.py says why)."""
-    _name(run, commands.ready_for_dhcp(spec, target), made)
+    run, conf, env = call
+    _name(run, commands.ready_for_dhcp(spec, target, _sysctls(call, made, target, spec)), made)
     with run.exclusive(dhcp.lock_path(made.master_read["ifname"]), create=True):
         try:
             return _addresses(conf, env, run, made)
@@ -285,22 +288,14 @@ def _checked_name(name: str, what: str) -> str:
     return name
 
 
-def _toward_host(conf: NetConf, env: CniEnv, addressing: Addressing,
-                 made: Made) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """hostAccess: the on-link routes the container needs to the host's
-    addresses (for the result), and the configure batch's lines toward the host."""
-    ips = [ipc["address"] for ipc in addressing.ips]
-    mac = made.master_read["address"] if conf.mode == "l2" else ""
-    return host_access.toward_host(env.ifname, ips, host_access.host_addresses(made.master_read), mac)
-
-
-def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,
-               extra: tuple[str, ...], leased: bool) -> str:
-    """Announce and rename the link (a `leased` one, dhcp's, is named and up
-    since before IPAM), address, bring up and route it; its MAC as the
-    kernel reads it back."""
+def _configure(call: Call, spec: LinkSpec, target: Netns, addressing: Addressing, made: Made,
+               extra: tuple[str, ...]) -> str:
+    """Announce and rename the link (a leased one, dhcp's, is named and up
+    since before IPAM), address, bring up and route it, with the
+    capabilities' `extra` lines; its MAC as the kernel reads it back."""
+    run, leased = call.run, call.conf.dhcp
     if not leased:
-        _name(run, commands.name_link(spec, target, addressing), made)
+        _name(run, commands.name_link(spec, target, addressing, _sysctls(call, made, target, spec)), made)
     configure = commands.configure_link(target, spec, addressing, extra, is_up=leased)
     try:
         docs, failures = run.run_batch(configure)
@@ -312,6 +307,11 @@ def _configure(run, spec: LinkSpec, target: Netns, addressing: Addressing, made:
         error = CniError(LINK_FAILURE, f"failed to `{first.line}` in {target.path}: {first.message}")
         raise dhcp.explain_taken(error) if leased else error
     return docs[-1][0]["address"]
+
+
+def _sysctls(call: Call, made: Made, target: Netns, spec: LinkSpec) -> tuple[SysctlWrite, ...]:
+    return tuple(write for capability in made.capabilities
+                 for write in capability.link_sysctls(call, target, spec.tmp_name))
 
 
 def _name(run, steps: list, made: Made) -> None:
@@ -326,13 +326,11 @@ def _name(run, steps: list, made: Made) -> None:
             run.link_up(step)
 
 
-def _explain_create_failure(failure: BatchFailure, spec: LinkSpec, vlan_lines: tuple[str, ...]) -> CniError:
-    if failure.line in vlan_lines:
-        return CniError(LINK_FAILURE, f"failed to make the VLAN link {spec.master} and bring it up: "
-                        f"`{failure.line}`: {failure.message}")
+def _explain_create_failure(failure: BatchFailure, spec: LinkSpec, lines: CreateLines) -> CniError:
     # A busy master is the master's fault (macvlan links on it): advice.py says what to do.
     code = MASTER_FAILURE if "Device or resource busy" in failure.message else LINK_FAILURE
-    return CniError(code, f"failed to create ipvlan on {spec.master!r}: `{failure.line}`: {failure.message}")
+    what = lines.says if failure.line in (*lines.reads, *lines.extra) else f"create ipvlan on {spec.master!r}"
+    return CniError(code, f"failed to {what}: `{failure.line}`: {failure.message}")
 
 
 # ---------------------------------------------------------------- DEL
@@ -353,19 +351,22 @@ def delete(conf: NetConf, env: CniEnv, run) -> None:
         return
     if conf.refused:
         run.echo(f"# an ADD would refuse this config now ({conf.refused}); releasing what it may hold")
+    call = Call(run, conf, env)
     release = [_release] if conf.ipam_type else []
-    steps = [*release, _remove_link, _unroute, _off_vlan] if conf.dhcp else [_remove_link, _unroute, _off_vlan,
-                                                                              *release]
+    # Every capability's, whatever the config says now: its records say what the attachment has.
+    detach = [capability.detach for capability in capabilities.ALL]
+    steps = [*release, _remove_link, *detach] if conf.dhcp else [_remove_link, *detach, *release]
     for step in steps:
         try:
-            step(conf, env, run)
+            step(call)
         except CniError as e:
             if not (conf.refused and step is _release):
                 raise
             run.echo(f"# IPAM DEL failed for a config ADD refuses, which so made no reservation: {e.details}")
 
 
-def _release(conf: NetConf, env: CniEnv, run) -> None:
+def _release(call: Call) -> None:
+    run, conf, env = call
     try:
         ipam.execute(run, conf, env, "DEL")
     except CniError as e:
@@ -377,17 +378,8 @@ def _release(conf: NetConf, env: CniEnv, run) -> None:
                  "DEL goes on")
 
 
-def _unroute(conf: NetConf, env: CniEnv, run) -> None:
-    # Whether or not the config still says hostAccess: what the record holds was added.
-    host_access.detach(run, conf.name, env.container_id, env.ifname)
-
-
-def _off_vlan(conf: NetConf, env: CniEnv, run) -> None:
-    # As _unroute: whatever the config says now, the record says what the attachment is on.
-    vlan.leave(run, conf.name, env.container_id, env.ifname)
-
-
-def _remove_link(conf: NetConf, env: CniEnv, run) -> None:
+def _remove_link(call: Call) -> None:
+    run, conf, env = call
     if not env.netns:
         return
     try:
@@ -435,7 +427,7 @@ def _master_mac(conf: NetConf, env: CniEnv, run, present: dict) -> str | None:
     if conf.master and not conf.master_from_ipam:
         if conf.link_in_container:
             return present[conf.master].mac if conf.master in present else ""
-        return run.host_mac(vlan.link_name(conf.master, conf.vlan) if conf.vlan else conf.master)
+        return run.host_mac(link_master(conf, conf.master))
     if conf.prev_result is not None:
         for interface in conf.prev_result["interfaces"]:
             if interface.get("name") == env.ifname and interface.get("sandbox") == env.netns:
@@ -476,66 +468,12 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
         (link,), v4, v6, neighbours = run.run_json(commands.inspect_container(target, env.ifname))
     except CommandFailed as e:
         raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}") from e
-    for problem in drift(conf, prev, index, link, {4: v4, 6: v6}):
+    for problem in drift.problems(conf, prev, index, link, {4: v4, 6: v6}):
         raise CniError(CHECK_FAILURE, problem)
-    if conf.vlan:
-        for problem in vlan.check(run, conf.name, env.container_id, env.ifname, conf.vlan, link):
+    ips = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]
+    for capability in capabilities.wanted(conf):
+        for problem in capability.check(Call(run, conf, env), link, ips, neighbours):
             raise CniError(CHECK_FAILURE, problem)
-    if conf.host_access:
-        ips = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]
-        for problem in host_access.check(run, conf.name, env.container_id, env.ifname, ips, conf.mode, neighbours):
-            raise CniError(CHECK_FAILURE, problem)
-
-
-def drift(conf: NetConf, prev: dict, index: int, link: dict, routes: dict[int, list]):
-    """Each way the kernel's state differs from prevResult and the config;
-    `routes` by family, as inspect_container read them."""
-    import ipaddress  # CHECK's alone: the other commands start without it
-    name = link["ifname"]
-    info = link.get("linkinfo", {})
-    if info.get("info_kind") != "ipvlan":
-        yield f"interface {name!r} is not an ipvlan link (it is {info.get('info_kind') or 'a plain device'})"
-        return
-    data = info.get("info_data", {})
-    if data.get("mode") != conf.mode:
-        yield f"ipvlan mode of {name!r} is {data.get('mode')}, expected {conf.mode}"
-    flag = conf.flag or "bridge"
-    if any(k in data for k in ("bridge", "private", "vepa")) and not data.get(flag):
-        yield f"ipvlan flag of {name!r} is not {flag}"
-    mac = prev["interfaces"][index].get("mac")
-    if mac and mac.lower() != link.get("address", "").lower():
-        yield f"MAC of {name!r} is {link.get('address')}, prevResult says {mac}"
-    present = {ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}") for a in link.get("addr_info", [])}
-    for ipc in prev["ips"]:
-        if ipc.get("interface", index) == index and ipaddress.ip_interface(ipc["address"]) not in present:
-            yield f"address {ipc['address']} is missing from {name!r}"
-    for route in prev["routes"]:
-        want = ipaddress.ip_network(route["dst"], strict=False)
-        if not any(_same_route(route, want, name, have) for have in routes[want.version]):
-            yield (f"route to {route['dst']}{' via ' + route['gw'] if route.get('gw') else ''} "
-                   f"through {name} is missing from table {route.get('table', 'main')}")
-
-
-# iproute2 names these tables rather than number them.
-_TABLES = {253: "default", 254: "main", 255: "local"}
-
-
-def _same_route(want: dict, dst, dev: str, have: dict) -> bool:
-    """Whether `have`, a route of dst's family as `ip -j -d route show`
-    lists it, is `want`: same destination, through `dev`, in its table
-    (main when the result names none), by its gateway when it has one."""
-    import ipaddress
-    table = want.get("table", 254)
-    if have.get("dev") != dev or have.get("table", "main") != _TABLES.get(table, str(table)):
-        return False
-    try:
-        have_dst = ipaddress.ip_network("::/0" if dst.version == 6 else "0.0.0.0/0") \
-            if have.get("dst") == "default" else ipaddress.ip_network(have.get("dst", ""), strict=False)
-    except ValueError:
-        return False
-    if have_dst != dst:
-        return False
-    return not want.get("gw") or ipaddress.ip_address(want["gw"]) == ipaddress.ip_address(have.get("gateway", "0::0"))
 
 
 # ---------------------------------------------------------------- STATUS, GC
@@ -551,11 +489,11 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
 
 
 def gc(conf: NetConf, env: CniEnv, run) -> None:
-    """Links die with their netns, so the stale resources are IPAM's, the
-    host routes of hostAccess attachments that are gone, and VLAN links that
-    only such attachments used: those first (as in
-    DEL, no address is freed while a route still has it), collected whatever
-    the config says now, since its records say what was made. Every step is
+    """Links die with their netns, so the stale resources are IPAM's and
+    what capabilities added on the host for attachments that are gone (the
+    hostAccess routes, VLAN links only those used): those first (as in DEL,
+    no address is freed while a route still has it), collected whatever the
+    config says now, since their records say what was made. Every step is
     tried; the failures are reported together at the end."""
     import json
     attachments = json.loads(conf.stdin).get("cni.dev/valid-attachments", [])
@@ -565,7 +503,7 @@ def gc(conf: NetConf, env: CniEnv, run) -> None:
         raise CniError(INVALID_CONFIG, "cni.dev/valid-attachments must be a list of objects "
                        "({\"containerID\": …, \"ifname\": …}); nothing was collected")
     valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in attachments}
-    failed = [*host_access.collect(run, conf.name, valid), *vlan.collect(run, conf.name, valid)]
+    failed = [error for capability in capabilities.ALL for error in capability.collect(run, conf.name, valid)]
     if conf.ipam_type:
         try:
             ipam.execute(run, conf, env, "GC")

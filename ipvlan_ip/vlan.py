@@ -40,6 +40,7 @@ from __future__ import annotations
 import zlib
 
 from . import port, state
+from .capability import Call, Capability, CreateLines, SharedLink
 from .commands import Command, VlanDelete, batch_line
 from .errors import MASTER_FAILURE, CniError
 
@@ -202,3 +203,61 @@ def check(run, network: str, container_id: str, ifname: str, vid: int, container
     if container_link.get("link_index") != link.get("ifindex"):
         problems.append(f"vlan: {ifname} is not an ipvlan link on the VLAN link {name}")
     return problems
+
+
+# ---------------------------------------------------------------- the capability
+
+class Vlan(Capability):
+    """`"vlan": N` as operations walks it (capability.py)."""
+
+    key = "vlan"
+
+    def wanted(self, conf) -> bool:
+        return bool(conf.vlan)
+
+    def link_master(self, conf, master: str) -> str:
+        return link_name(master, conf.vlan) if conf.vlan else master
+
+    def shared_link(self, call: Call, master: str) -> SharedLink:
+        conf, env = call.conf, call.env
+        name = link_name(master, conf.vlan)
+
+        def lines(make: bool) -> CreateLines:
+            return CreateLines(link_lines(master, conf.vlan, make), (),
+                               f"read the master and make or bring up its VLAN link {name}")
+
+        def claimed(make: bool) -> CreateLines | None:
+            if claim(call.run, master, conf.vlan, make) is None:
+                return None
+            # Before the batch that makes the ipvlan link: record says why.
+            record(call.run, conf.name, env.container_id, env.ifname, master, conf.vlan)
+            return lines(make)
+        return SharedLink(lock_path(name), f"vlan: the VLAN link {name}", claimed, None, lines,
+                          f"vlan: under the lock {lock_path(name)}, record this attachment on {name} and, unless "
+                          f"{name} exists (read from /proc/net/vlan/config, no command), make it; a link of that "
+                          f"name that is not VLAN {conf.vlan} on {master} is refused")
+
+    def detach(self, call: Call) -> None:
+        # Whatever the config says now, the record says what the attachment is on.
+        leave(call.run, call.conf.name, call.env.container_id, call.env.ifname)
+
+    def check(self, call: Call, link: dict, ips: list[str], neighbours: list) -> list[str]:
+        return check(call.run, call.conf.name, call.env.container_id, call.env.ifname, call.conf.vlan, link)
+
+    def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
+        return collect(run, network, valid)
+
+    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
+        conf, env = call.conf, call.env
+        link = link_name(conf.master, conf.vlan) if conf.master else "<VLAN-LINK-THE-RECORD-NAMES>"
+        held = record_path(conf.name, env.container_id, env.ifname)
+        if command == "DEL":
+            return [f"# vlan: remove {held}; then, under the VLAN link's lock, when the plugin made the link and "
+                    "no record names it any more, remove it (no command: an ioctl), as:",
+                    VlanDelete("remove the VLAN link", link)]
+        if command == "CHECK":
+            return [f"# vlan: the link {held} records, read", read_link(link)]
+        return []
+
+
+CAPABILITY = Vlan()

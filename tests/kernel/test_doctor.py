@@ -57,6 +57,11 @@ def with_macvlan(master: str) -> None:
     ip("link", "add", "link", master, "name", master + "m", "type", "macvlan")
 
 
+def not_forwarding(master: str) -> None:
+    subprocess.run(["sysctl", "-qw", f"net.ipv4.conf.{master}.forwarding=0", f"net.ipv6.conf.{master}.forwarding=0",
+                    f"net.ipv6.conf.{master}.proxy_ndp=0"], check=True)
+
+
 BROKEN = {
     # case: (what to do to the node, the config's settings, doctor's check and a word of its text,
     #        ADD's code and a word of what it says to do, where)
@@ -68,6 +73,9 @@ BROKEN = {
                                 ("dhcp", "no dhcp daemon listens"), (101, "start it first", "details")),
     "hostAccess without an address on the master": (None, {"hostAccess": True}, ("hostAccess", "no address"),
                                                     (103, "give it one first", "details")),
+    "proxyNeighbors on a master that does not forward": (
+        not_forwarding, {"mode": "l3s", "proxyNeighbors": True}, ("proxyNeighbors", "does not forward"),
+        (103, "forwarding=1", "details")),
 }
 
 

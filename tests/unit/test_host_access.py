@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from ipvlan_ip import commands, host_access, plugin
+from ipvlan_ip import commands, config, host_access, plugin
+from ipvlan_ip.capability import Call
 from ipvlan_ip.commands import LinkSpec, Netns
+from ipvlan_ip.environment import CniEnv
 from ipvlan_ip.errors import CniError
 from ipvlan_ip.runner import BatchFailure
 
@@ -27,7 +29,10 @@ def test_the_host_link_is_named_after_its_master_and_made_once():
 def test_the_create_batch_reads_the_masters_addresses_and_makes_the_host_link_before_the_containers():
     spec = LinkSpec("eth0", "ipvl1", "eth0", "l2")
     host_link = host_access.link_lines("eth0", "l2", "", exists=False)
-    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, host_link)
+    conf = config.load({**GOOD, "hostAccess": True}, b"", "ADD")
+    lines = host_access.CAPABILITY.shared_link(Call(None, conf, CniEnv("ADD", "c1", "/run/netns/blue", "eth0")),
+                                               "eth0").lines(True)
+    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, lines)
     assert cmd.batch == ("address show dev eth0", *host_link,
                          "link add link eth0 name ipvl1 netns /run/netns/blue type ipvlan mode l2")
     # Without hostAccess, nothing changes.

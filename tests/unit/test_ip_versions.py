@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ipvlan_ip.operations import GONE, check_master, drift
+from ipvlan_ip.drift import problems as drift
+from ipvlan_ip.operations import GONE, check_master
 from ipvlan_ip.runner import batch_failures, parse_json_stream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ip"
@@ -104,4 +105,4 @@ def test_the_texts_that_mean_already_gone(captured):
 
 
 class _Conf:
-    mode, flag, mtu = "l2", "", 0
+    mode, flag, mtu, slaac = "l2", "", 0, False

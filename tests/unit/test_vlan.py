@@ -9,8 +9,10 @@ import json
 
 import pytest
 
-from ipvlan_ip import advice, commands, plugin, state, vlan
+from ipvlan_ip import advice, commands, config, plugin, state, vlan
+from ipvlan_ip.capability import Call
 from ipvlan_ip.commands import LinkSpec, Netns
+from ipvlan_ip.environment import CniEnv
 from ipvlan_ip.errors import MASTER_FAILURE, CniError
 from ipvlan_ip.rtnetlink import Link
 from ipvlan_ip.runner import Runner
@@ -28,9 +30,11 @@ def test_the_vlan_link_is_master_dot_id_where_that_fits_else_derived_from_both()
 
 
 def test_the_create_batch_reads_the_master_makes_the_vlan_link_up_and_reads_it_before_the_ipvlan_link():
-    lines = vlan.link_lines("eth0", 20, make=True)
+    conf = config.load({**GOOD, "vlan": 20}, b"", "ADD")
+    lines = vlan.CAPABILITY.shared_link(Call(None, conf, CniEnv("ADD", "c1", "/run/netns/blue", "eth0")),
+                                        "eth0").lines(True)
     spec = LinkSpec("eth0.20", "ipvl1", "eth0", "l3", "", 1400)
-    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, vlan=lines)
+    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, lines)
     assert cmd.argv == ("ip", "-j", "-d", "-batch", "-")      # no -force: it stops at a missing master
     assert cmd.batch == ("link show dev eth0",
                          "link add link eth0 name eth0.20 type vlan id 20",
@@ -60,8 +64,8 @@ def test_vlan_is_in_the_schema_with_its_range():
 
 
 def test_what_to_do_names_the_8021q_driver_only_for_the_vlan_line():
-    vlan_failure = "failed to make the VLAN link eth0.20 and bring it up: `link add link eth0 name eth0.20 type " \
-                   "vlan id 20`: Error: Unknown device type."
+    vlan_failure = "failed to read the master and make or bring up its VLAN link eth0.20: `link add link eth0 " \
+                   "name eth0.20 type vlan id 20`: Error: Unknown device type."
     assert "modprobe 8021q" in advice.advise(vlan_failure)
     ipvlan_failure = "failed to create ipvlan on 'eth0.20': `link add link eth0.20 name ipvl1 type ipvlan mode l2`: " \
                      "Error: Unknown device type."

@@ -1,0 +1,14 @@
+"""The opt-in capabilities, in the order operations.py walks them (the
+shape each has: capability.py). A new capability is a module of its own
+with one line here."""
+from __future__ import annotations
+
+from . import host_access, proxy_neighbors, slaac, vlan
+
+# hostAccess before proxyNeighbors: its host route is the one the latter relies on where both are asked for.
+ALL = (host_access.CAPABILITY, proxy_neighbors.CAPABILITY, vlan.CAPABILITY, slaac.CAPABILITY)
+
+
+def wanted(conf) -> list:
+    """The capabilities the config asks for."""
+    return [c for c in ALL if c.wanted(conf)]

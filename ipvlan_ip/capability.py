@@ -1,0 +1,96 @@
+"""The shape of an opt-in capability (hostAccess, vlan, …): what it adds to
+each CNI command, and nothing else. operations.py walks the capabilities
+that capabilities.py lists, in that order, through these hooks; a
+capability defines the hooks it needs, and the others add nothing.
+
+What each hook adds to:
+  - ADD, before the link: `shared_link`, a link on the host that the
+    attachments of every network share (made by the first, under a lock);
+  - ADD, when the link is named: `link_sysctls`, in-process writes on it;
+  - ADD's configure batch: `container_lines`, lines in the container and
+    the routes they add to the result;
+  - ADD, once the container holds its addresses: `attach`, on the host;
+  - DEL and a failed ADD's rollback: `detach`, which takes back what the
+    capability's record says this attachment has, whatever the config
+    says now (it may have been edited since the ADD);
+  - CHECK: `check`, each way the attachment differs from what ADD made;
+  - GC: `collect`, what attachments that are gone left behind.
+
+A capability that adds state on the host records it under /run/ipvlan-ip
+(state.py), before it adds it, so that a call killed at any point leaves
+nothing that DEL or GC cannot find. dhcp is not a capability: it is a kind
+of IPAM, and lives in operations' address step (dhcp.py).
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+
+class Call(namedtuple("Call", "run conf env")):
+    """The call being served: the runner, the config, the CNI environment.
+    Namedtuples here, as in commands.py: typing and dataclasses stay off
+    every call's imports."""
+    __slots__ = ()
+
+
+class CreateLines(namedtuple("CreateLines", "reads extra says", defaults=((), (), ""))):
+    """What a shared link adds to the create batch (commands.create_on_master):
+    `reads` replace the master's read (each read's last document is what the
+    ipvlan link's master is checked as), `extra` follow them, `says` is what
+    they do, for the batch's description and its failure."""
+    __slots__ = ()
+
+
+class SharedLink(namedtuple("SharedLink", "lock what claim created lines note")):
+    """A link on the host shared by the attachments of every network: used
+    under `lock` held shared, made under it held exclusively. `claim(make)`
+    gives the create batch's lines, or None when the lock held is the wrong
+    one (operations._shared); it may record the attachment first. `created`
+    (or None) runs after the batch, with whether this call made the link
+    and the master as the batch read it. `lines(make)` are claim's lines
+    with nothing run, and `note` how the link is claimed, for `ipvlan-ip plan`."""
+    __slots__ = ()
+
+
+class Capability:
+    """A capability's hooks, each adding nothing until a capability defines it."""
+
+    # The config key that asks for it, as docs/config.md names it.
+    key = ""
+
+    def wanted(self, conf) -> bool:
+        return False
+
+    def link_master(self, conf, master: str) -> str:
+        """The device the ipvlan link is made on, given the config's master."""
+        return master
+
+    def shared_link(self, call: Call, master: str) -> SharedLink | None:
+        return None
+
+    def link_sysctls(self, call: Call, target, tmp_name: str) -> list:
+        """commands.SysctlWrite steps on the link before it is named and up."""
+        return []
+
+    def container_lines(self, call: Call, ips: list[str], master_read: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The on-link routes the result gains, and the configure batch's lines."""
+        return (), ()
+
+    def attach(self, call: Call, master_read: dict, ips: list[str]) -> None:
+        """Records first what it is about to add: a rollback calls detach."""
+
+    def detach(self, call: Call) -> None:
+        pass
+
+    def check(self, call: Call, link: dict, ips: list[str], neighbours: list) -> list[str]:
+        return []
+
+    def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list:
+        """GC: CniErrors of the steps that failed; every step is tried."""
+        return []
+
+    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
+        """What `ipvlan-ip plan` shows for `command` after the link's own
+        steps, nothing run: comments ("# …") and the steps the call would
+        run. `master_read` and `ips` are plan's stand-ins for ADD."""
+        return []
