@@ -38,13 +38,21 @@ GO = "/usr/lib/cni/ipvlan"
 FLOOR = ["/usr/bin/python3", "-I", "-S", str(REPO / "bench" / "floor.py")]
 PLUGINS = {"ipvlan-ip": [OURS], "go ipvlan": [GO],
            "floor, 2 ip": [*FLOOR, "--ip-processes", "2"], "floor, 3 ip": [*FLOOR, "--ip-processes", "3"],
-           "ipvlan-ip hostAccess": [OURS], "ipvlan-ip vlan": [OURS], "ipvlan-ip vlan, made": [OURS]}
+           "ipvlan-ip hostAccess": [OURS], "ipvlan-ip vlan": [OURS], "ipvlan-ip vlan, made": [OURS],
+           "ipvlan-ip ipv6.slaac": [OURS], "ipvlan-ip l3s": [OURS], "ipvlan-ip l3s proxyNeighbors": [OURS]}
 # The same plugin, with an opt-in on. "vlan": the VLAN link is in use by another container, as where
 # pods share a tagged network; "vlan, made": each ADD makes it and each DEL removes it (its only user).
 SETTINGS = {"ipvlan-ip hostAccess": {"hostAccess": True}, "ipvlan-ip vlan": {"vlan": 20},
-            "ipvlan-ip vlan, made": {"vlan": 30}}
+            "ipvlan-ip vlan, made": {"vlan": 30}, "ipvlan-ip ipv6.slaac": {"ipv6": {"slaac": True}},
+            "ipvlan-ip l3s": {"mode": "l3s"}, "ipvlan-ip l3s proxyNeighbors": {"mode": "l3s", "proxyNeighbors": True}}
+# A master carries one mode: the l3s ones get a master of their own, which forwards (proxyNeighbors needs it).
+L3S = ("ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors")
+# Each key's cost: the call with it against the same call without it.
+KEYED = {"ipvlan-ip vlan": "ipvlan-ip", "ipvlan-ip vlan, made": "ipvlan-ip", "ipvlan-ip hostAccess": "ipvlan-ip",
+         "ipvlan-ip ipv6.slaac": "ipvlan-ip", "ipvlan-ip l3s proxyNeighbors": "ipvlan-ip l3s"}
 HELD = ("ipvlan-ip vlan",)       # a container attached for the whole run keeps its VLAN link
-COUNTED = ("ipvlan-ip", "go ipvlan", "ipvlan-ip hostAccess", "ipvlan-ip vlan", "ipvlan-ip vlan, made")
+COUNTED = ("ipvlan-ip", "go ipvlan", "ipvlan-ip hostAccess", "ipvlan-ip vlan", "ipvlan-ip vlan, made",
+           "ipvlan-ip ipv6.slaac", "ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors")
 LINKS_TEST = ("ipvlan-ip", "go ipvlan")
 
 
@@ -119,10 +127,14 @@ def kernel_part(cycles: int, links: int) -> dict:
         # The host's own address on the master, which hostAccess needs (ADD refuses it without one);
         # from the range RFC 2544 sets aside for benchmarks, which no test uses.
         sh("ip", "address", "add", "198.18.0.1/24", "dev", master)
+        routed = master + "r"
+        sh("ip", "link", "add", routed, "type", "veth", "peer", "name", routed + "p")
+        sh("ip", "link", "set", routed, "up")
+        sh("sysctl", "-qw", f"net.ipv4.conf.{routed}.forwarding=1")
         for ns in netns.values():
             sh("ip", "netns", "add", ns)
         try:
-            stdin = {name: conf(master, f"{workdir}/ipam-{i}", SETTINGS.get(name, {}))
+            stdin = {name: conf(routed if name in L3S else master, f"{workdir}/ipam-{i}", SETTINGS.get(name, {}))
                      for i, name in enumerate(PLUGINS)}
             for name in HELD:
                 sh("ip", "netns", "add", f"{netns[name]}-holder")
@@ -166,7 +178,8 @@ def kernel_part(cycles: int, links: int) -> dict:
         finally:
             for ns in [*netns.values(), *(f"{netns[name]}-holder" for name in HELD)]:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            subprocess.run(["ip", "link", "del", master], capture_output=True)   # takes its slaves along
+            for device in (master, routed):
+                subprocess.run(["ip", "link", "del", device], capture_output=True)   # takes its slaves along
     return out
 
 
@@ -254,9 +267,9 @@ def report(kernel: dict, startup: dict | None, imports: list | None, where: str)
     ours, floor = med["ipvlan-ip"], med["floor, 2 ip"]
     distance = (ours["ADD"] + ours["DEL"]) / (floor["ADD"] + floor["DEL"])
     print(f"ipvlan-ip / floor with the same 2 ip processes: {distance:.2f}")
-    for name in ("ipvlan-ip vlan", "ipvlan-ip vlan, made"):
-        with_vlan = med[name]["ADD"] + med[name]["DEL"]
-        print(f"{name} / ipvlan-ip without vlan: {with_vlan / (ours['ADD'] + ours['DEL']):.3f}")
+    for name, without in KEYED.items():
+        keyed, plain = med[name]["ADD"] + med[name]["DEL"], med[without]["ADD"] + med[without]["DEL"]
+        print(f"{name} / {without}: {keyed / plain:.3f}")
     print("\nprocesses executed per call (strace, execve)")
     for name, per in kernel["processes"].items():
         print(f"{name:22}" + "   ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
