@@ -84,19 +84,34 @@ class Kernel(Echoed):
             raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS {path} is not a network namespace")
         return netns_at(path)
 
-    def write_sysctl(self, write: SysctlWrite) -> None:
-        self._announce(write)
+    def write_sysctls(self, writes: list[SysctlWrite]) -> None:
+        """Set each, in order, from one entry into their netns (each setns
+        costs more than a write; the netns is the first's, and every write
+        names the same)."""
         start = time.monotonic()
         try:
-            with inside_netns(write.netns.path), open(write.path, "w") as f:
-                f.write(write.value)
+            with inside_netns(writes[0].netns.path):
+                for write in writes:
+                    self._announce(write)
+                    self._write_sysctl(write)
+                    self._outcome(0, start)
+                    start = time.monotonic()
+        except CniError:
+            self._outcome(1, start)
+            raise
         except OSError as e:
             self._outcome(1, start)
+            raise CniError(LINK_FAILURE, f"failed to enter {writes[0].netns.path}: {e.strerror}") from e
+
+    def _write_sysctl(self, write: SysctlWrite) -> None:
+        try:
+            with open(write.path, "w") as f:
+                f.write(write.value)
+        except OSError as e:
             if write.missing_ok and e.errno == errno.ENOENT:
                 self.echo(f"# {write.key} does not exist in this kernel: nothing to set")
                 return
             raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
-        self._outcome(0, start)
 
     def host_sysctl(self, key: str) -> str | None:
         """A sysctl of the host's (the plugin's own netns), `key` with slashes; None where there is none."""

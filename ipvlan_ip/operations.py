@@ -315,11 +315,13 @@ def _sysctls(call: Call, made: Made, target: Netns, spec: LinkSpec) -> tuple[Sys
 
 
 def _name(run, steps: list, made: Made) -> None:
-    """The in-process steps that name the link (and bring it up for dhcp)."""
-    for step in steps:
-        if isinstance(step, SysctlWrite):
-            run.write_sysctl(step)
-        elif isinstance(step, Rename):
+    """The in-process steps that name the link (and bring it up for dhcp):
+    the sysctls, which come first, in one entry into the netns."""
+    writes = [step for step in steps if isinstance(step, SysctlWrite)]
+    if writes:
+        run.write_sysctls(writes)
+    for step in steps[len(writes):]:
+        if isinstance(step, Rename):
             run.rename_link(step)
             made.link = step.new   # renamed: a rollback deletes it by this name
         else:

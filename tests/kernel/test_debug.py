@@ -32,7 +32,7 @@ def test_add_and_del_run_what_plan_printed(master, netns, tmp_path):
         sysctls = [line for line in commands_of(planned) if " sysctl " in line]
         # Sysctls are written in-process; the echo prints them as the equivalent command.
         assert commands_of(reply.stderr) == commands_of(planned), reply.stderr
-        assert len(sysctls) == (3 if command == "ADD" else 0)
+        assert len(sysctls) == (4 if command == "ADD" else 0)      # arp_notify, accept_ra, two for IPv6
 
     log = (tmp_path / "log").read_text().splitlines()
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* dbg1 ", line) for line in log)

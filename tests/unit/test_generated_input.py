@@ -130,8 +130,8 @@ class FakeRunner:
     def save_record(self, path: str, record) -> None:
         pass             # the master's hint (port.py): nothing on this host to keep it for
 
-    def write_sysctl(self, write: SysctlWrite) -> None:
-        self.calls.append(write.key)
+    def write_sysctls(self, writes: list[SysctlWrite]) -> None:
+        self.calls += [write.key for write in writes]
 
     def exclusive(self, path, create=False, shared=False, patience=1.0):
         return contextlib.nullcontext()

@@ -44,9 +44,9 @@ def failing_at(step: str, how: str = "error"):
                 return [[{"address": "aa:bb:cc:dd:ee:ff"}]], [denied]
             return super().run_batch(cmd)
 
-        def write_sysctl(self, write):
+        def write_sysctls(self, writes):
             self._maybe_fail("sysctl")
-            return super().write_sysctl(write)
+            return super().write_sysctls(writes)
 
         def rename_link(self, step):
             self._maybe_fail("rename")
