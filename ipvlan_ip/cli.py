@@ -6,6 +6,9 @@ import sys
 from . import __version__
 from .versions import SUPPORTED_VERSIONS
 
+# Where Podman 5 looks for netavark plugins first among the packaged dirs (containers.conf's netavark_plugin_dirs).
+NETAVARK_DIR = "/usr/libexec/netavark"
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -59,7 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="the document schemas/doctor.schema.json describes")
     inst = sub.add_parser("install", help="put a launcher for this installation, or with --standalone the "
                                           "whole plugin as one file, into the CNI bin dir")
-    inst.add_argument("--cni-bin-dir", default="/opt/cni/bin")
+    inst.add_argument("--cni-bin-dir", help="where the runtimes look for CNI plugins (default /opt/cni/bin)")
+    inst.add_argument("--netavark", nargs="?", const=NETAVARK_DIR, metavar="DIR",
+                      help="as a netavark plugin, for Podman 5, into DIR, one of containers.conf's "
+                           f"netavark_plugin_dirs (default {NETAVARK_DIR}); the network driver is then the file "
+                           "name (podman network create -d ipvlan-ip)")
     inst.add_argument("--name", default="ipvlan-ip", help="file name, which is the config's \"type\"")
     inst.add_argument("--force", action="store_true", help="replace a file this command did not write")
     inst.add_argument("--standalone", action="store_true",
@@ -126,7 +133,10 @@ def _install(args) -> int:
     try:
         if args.python and not args.standalone:
             return _fail("--python goes with --standalone", 2)
-        print(f"installed {install(args.cni_bin_dir, args.name, args.force, args.standalone, args.python)}")
+        if args.netavark and args.cni_bin_dir:
+            return _fail("--netavark DIR and --cni-bin-dir DIR: one place at a time", 2)
+        where = args.netavark or args.cni_bin_dir or "/opt/cni/bin"
+        print(f"installed {install(where, args.name, args.force, args.standalone, args.python)}")
     except ValueError as e:
         return _fail(str(e), 1)
     except OSError as e:

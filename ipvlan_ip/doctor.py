@@ -13,6 +13,7 @@ checks through the runner.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections import namedtuple
@@ -193,7 +194,26 @@ def check_node(run) -> list[Finding]:
     found.append(ok("/run", "writable") if run.writable("/run") else
                  failure("/run", "not writable: the plugin keeps its locks and records in /run/ipvlan-ip",
                          "run the plugin as root, with /run writable, as runtimes do"))
-    return found
+    return found + netavark_finding(os.path.exists)
+
+
+# netavark, Podman's network backend (Podman 5's only one), where Debian and Fedora put it; and the
+# plugin dirs it searches when containers.conf names none (netavark_plugin_dirs).
+NETAVARK = ("/usr/lib/podman/netavark", "/usr/libexec/podman/netavark")
+NETAVARK_DIRS = ("/usr/local/libexec/netavark", "/usr/libexec/netavark", "/usr/local/lib/netavark",
+                 "/usr/lib/netavark")
+
+
+def netavark_finding(exists) -> list[Finding]:
+    """On a node with netavark, whether ipvlan-ip is where it looks for plugins; nothing elsewhere."""
+    if not any(exists(path) for path in NETAVARK):
+        return []
+    where = next((d for d in NETAVARK_DIRS if exists(f"{d}/ipvlan-ip")), None)
+    if where:
+        return [ok("netavark", f"podman finds ipvlan-ip in {where}: podman network create -d ipvlan-ip")]
+    return [warning("netavark", "this node has netavark (Podman 5's only network backend), and ipvlan-ip is "
+                    f"in none of the dirs it searches by default ({', '.join(NETAVARK_DIRS)})",
+                    "ipvlan-ip install --netavark (docs/podman.md)")]
 
 
 def try_kind(run, kind: str) -> Finding:

@@ -7,7 +7,7 @@ config asks for, through the hooks of capability.py.
 """
 from __future__ import annotations
 
-from . import capabilities, commands, dhcp, drift, ipam, port, state
+from . import capabilities, commands, dhcp, ipam, port, state
 from .capability import Call, CreateLines
 from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
@@ -470,6 +470,7 @@ def check(conf: NetConf, env: CniEnv, run) -> None:
         (link,), v4, v6, neighbours = run.run_json(commands.inspect_container(target, env.ifname))
     except CommandFailed as e:
         raise CniError(CHECK_FAILURE, f"interface {env.ifname!r} not found in {env.netns}: {e.stderr.strip()}") from e
+    from . import drift  # CHECK's alone: the other commands start without it
     for problem in drift.problems(conf, prev, index, link, {4: v4, 6: v6}):
         raise CniError(CHECK_FAILURE, problem)
     ips = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]

@@ -41,8 +41,15 @@ class Podman:
         # podman's state, which would be under /run/libpod and /var/lib/containers
         conf = conf.replace("[engine]\n", f'[engine]\ntmp_dir = "{self.root}/libpod"\n')
         (self.root / "containers.conf").write_text(conf)
+        self.write_storage_conf()
+        self.import_busybox()
+
+    def write_storage_conf(self) -> None:
         (self.root / "storage.conf").write_text(
             f'[storage]\ndriver = "vfs"\nrunroot = "{self.root}/run"\ngraphroot = "{self.root}/graph"\n')
+
+    def import_busybox(self) -> None:
+        """A busybox image imported from a tar: no registry is reachable."""
         rootfs = self.root / "rootfs"
         (rootfs / "bin").mkdir(parents=True)
         shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
@@ -105,3 +112,40 @@ def eth(container: dict, ifname: str) -> dict:
 
 def ipv4(link: dict) -> str:
     return next(a["local"] for a in link["addr_info"] if a["family"] == "inet")
+
+
+class Podman5(Podman):
+    """Podman 5 with netavark, Debian 13's own, run in the podman5 root
+    (scripts/node-roots) through chroot: ipvlan-ip installed there as a
+    netavark plugin by the root's own Python (`ipvlan-ip install --netavark`),
+    its store, state and plugin dir in a folder of the test's own. File locks
+    rather than podman's shared-memory segment, which the VM's podman 4 holds
+    in the same /dev/shm."""
+
+    def __init__(self, root: Path, node):
+        super().__init__(root, "")
+        self.node = node
+        self.plugin_dir = root / "netavark-plugins"
+        self.transcript: list[str] = []
+        self.env = {"CONTAINERS_CONF": str(root / "containers.conf"),
+                    "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"), "IPVLAN_IP_LOG_DIR": str(root)}
+
+    def prepare(self) -> None:
+        from .node_roots import REPO
+        installed = self.node.run("python3", "-m", "ipvlan_ip", "install", "--netavark", str(self.plugin_dir),
+                                  env={"PYTHONPATH": str(REPO)})
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        (self.root / "containers.conf").write_text(
+            f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "crun"\n'
+            f'lock_type = "file"\ntmp_dir = "{self.root}/libpod"\n'
+            f'[network]\nnetwork_backend = "netavark"\nnetavark_plugin_dirs = ["{self.plugin_dir}"]\n'
+            f'network_config_dir = "{self.root}/networks"\n')
+        self.write_storage_conf()
+        self.import_busybox()
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = self.node.run("podman", *args, env=self.env, timeout=300)
+        self.transcript.append(f"$ podman {' '.join(args)}\n{done.stdout}{done.stderr}(exit {done.returncode})")
+        if check:
+            assert done.returncode == 0, f"podman {' '.join(args)}: {done.stderr}"
+        return done

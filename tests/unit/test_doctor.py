@@ -172,3 +172,12 @@ def test_a_missing_plugin_is_advised_by_where_it_comes_from():
     assert advice["ipvlan-ip"].startswith("ipvlan-ip install --cni-bin-dir /opt/cni/bin")
     assert "containernetworking-plugins" in advice["host-local"]
     assert "containernetworking-plugins" not in advice["whereabouts"] + advice["ipvlan-ip"]
+
+
+def test_a_node_with_netavark_is_told_where_podman_finds_the_plugin():
+    netavark = {"/usr/lib/podman/netavark"}
+    [missing] = doctor.netavark_finding(netavark.__contains__)
+    assert missing.status == "warning" and "ipvlan-ip install --netavark" in missing.fix
+    [found] = doctor.netavark_finding((netavark | {"/usr/libexec/netavark/ipvlan-ip"}).__contains__)
+    assert found.status == "ok" and "/usr/libexec/netavark" in found.text
+    assert doctor.netavark_finding(set().__contains__) == []      # no netavark, no word of it

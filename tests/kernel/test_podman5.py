@@ -1,0 +1,134 @@
+"""Podman 5 with netavark attaches containers through ipvlan-ip, installed
+as a netavark plugin (ipvlan_ip/netavark.py), with Debian 13's own podman
+5.4 and netavark 1.14 in the podman5 root: `podman network create -d
+ipvlan-ip` with podman's own options, `podman run`, `podman inspect`,
+`podman rm`; a bad option refused by create with the plugin's message; a
+VLAN and hostAccess; a lease from the LAN's DHCP server. Each podman command costs 5-20 s in the VM, so each
+test is one scenario. The commands and what podman printed go to
+.vm/podman5-TEST.txt, for the record."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from . import test_dhcp, test_vlan
+from .conftest import unique
+from .node_roots import REPO, NodeRoot
+from .runtimes import Podman5, eth, ipv4
+from .test_dhcp import released_within
+from .test_host_access import host_routes, pings
+from .test_vlan import vlan_links
+
+make_tagged_lan = test_vlan.make_tagged_lan     # the fixtures
+make_dhcp_lan = test_dhcp.make_dhcp_lan
+
+
+@pytest.fixture
+def podman5(tmp_path, request):
+    node = NodeRoot("podman5").enter()
+    pm = Podman5(tmp_path / "podman5", node)
+    pm.root.mkdir()
+    try:
+        pm.prepare()
+        yield pm
+    finally:
+        if pm.started:
+            pm.remove(*pm.started, check=False)
+        (REPO / ".vm" / f"podman5-{request.node.name}.txt").write_text("\n\n".join(pm.transcript) + "\n")
+        node.leave()
+
+
+def create(pm: Podman5, name: str, parent: str, subnet: str, *options: str, check: bool = True):
+    """`podman network create -d ipvlan-ip`, with the addresses podman assigns kept off the LAN's
+    .1 and .2 (the LAN peer and the host), as --ip-range does on a real LAN."""
+    net = subnet.rsplit(".", 2)[0]
+    return pm("network", "create", "-d", "ipvlan-ip", "--subnet", subnet, "--gateway", f"{net}.0.1",
+              "--ip-range", f"{net}.0.16/28", "-o", f"parent={parent}", *options, name, check=check)
+
+
+def attached(pm: Podman5, container: dict, network: str) -> tuple[str, dict]:
+    """The address podman inspect shows, and the link the kernel has."""
+    shown = container["NetworkSettings"]["Networks"][network]
+    link = eth(container, "eth0")
+    assert link["linkinfo"]["info_kind"] == "ipvlan", link
+    assert shown["IPAddress"] == ipv4(link) and shown["MacAddress"] == link["address"], (shown, link)
+    return shown["IPAddress"], link
+
+
+def gone(pm: Podman5, *containers: dict) -> bool:
+    """podman rm -f: the containers, and their netns with every link in them, are gone."""
+    pm.remove(*(c["Name"] for c in containers))
+    pm.started = [s for s in pm.started if s not in {c["Name"] for c in containers}]
+    return all(not Path(c["NetworkSettings"]["SandboxKey"]).exists() for c in containers)
+
+
+def doctor_on_netavark(pm: Podman5) -> dict:
+    done = pm.node.run(str(pm.plugin_dir / "ipvlan-ip"), "doctor", "--json")
+    return next(f for f in json.loads(done.stdout)["node"] if f["check"] == "netavark")
+
+
+def test_podman5_containers_on_an_ipvlan_ip_network(podman5, make_lan):
+    # doctor on a Podman 5 node: the plugin is not where podman looks by default, then it is.
+    assert doctor_on_netavark(podman5)["status"] == "warning"
+    podman5.node.run("python3", "-m", "ipvlan_ip", "install", "--netavark", "--force", env={"PYTHONPATH": str(REPO)},
+                     check=True)
+    assert doctor_on_netavark(podman5)["status"] == "ok"
+
+    lan = make_lan("10.226")
+    bad = create(podman5, unique("bad-"), lan.master, f"{lan.net}.0.0/24", "-o", "mode=l4", check=False)
+    # The words of the compiled validators: the node has no jsonschema.
+    assert bad.returncode != 0 and "ipvlan-ip: -o mode: must be one of" in bad.stderr, bad.stderr
+    unknown = create(podman5, unique("bad-"), lan.master, f"{lan.net}.0.0/24", "-o", "colour=blue", check=False)
+    assert unknown.returncode != 0 and "unknown option -o colour" in unknown.stderr, unknown.stderr
+
+    net = unique("p5-")
+    create(podman5, net, lan.master, f"{lan.net}.0.0/24", "-o", "mode=l2")
+    made = json.loads(podman5("network", "inspect", net).stdout)[0]
+    assert made["driver"] == "ipvlan-ip" and made["network_interface"] == lan.master
+    a, b = podman5.start(net), podman5.start(net)
+    addr_a, link_a = attached(podman5, a, net)
+    addr_b, _ = attached(podman5, b, net)
+    assert link_a["linkinfo"]["info_data"]["mode"] == "l2" and addr_a != addr_b
+    for target in (addr_b, lan.lan):
+        podman5("exec", a["Name"], "ping", "-c", "1", "-W", "3", target)
+    assert gone(podman5, a, b)
+
+
+def test_podman5_on_a_vlan_and_with_host_access(podman5, make_tagged_lan, make_lan):
+    tagged = make_tagged_lan("10.228")
+    on_vlan = unique("p5v-")
+    create(podman5, on_vlan, tagged.master, f"{tagged.net}.0.0/24", "-o", "vlan=20")
+    c = podman5.start(on_vlan)
+    address, link = attached(podman5, c, on_vlan)
+    [made] = vlan_links(tagged.master)
+    assert made["ifname"] == f"{tagged.master}.20" and link["link_index"] == made["ifindex"]
+    podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", tagged.address(20))
+    assert tagged.knows(20, address) and not tagged.knows(30, address)
+    assert gone(podman5, c) and vlan_links(tagged.master) == []      # the VLAN link went with its last container
+
+    lan = make_lan("10.230")
+    reachable = unique("p5h-")
+    create(podman5, reachable, lan.master, f"{lan.net}.0.0/24", "-o", "host_access=true")
+    h = podman5.start(reachable)
+    address, _ = attached(podman5, h, reachable)
+    assert pings(address) and host_routes(lan.master) == [address]
+    assert gone(podman5, h) and host_routes(lan.master) == []
+
+
+def test_podman5_takes_a_lease_from_the_lans_dhcp_server(podman5, make_dhcp_lan):
+    """--ipam-driver dhcp: the CNI dhcp plugin of the node, through its daemon (here the VM's,
+    whose socket the root sees where the plugin looks: /run/cni/dhcp.sock)."""
+    lan = make_dhcp_lan("10.250")
+    socket = podman5.node.path / "run" / "cni" / "dhcp.sock"
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    socket.unlink(missing_ok=True)
+    socket.symlink_to(lan.socket)
+    net = unique("p5d-")
+    podman5("network", "create", "-d", "ipvlan-ip", "--ipam-driver", "dhcp", "-o", f"parent={lan.master}", net)
+    c = podman5.start(net)
+    address, _ = attached(podman5, c, net)
+    assert address in lan.held()
+    podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", lan.server)
+    assert gone(podman5, c)
+    released_within(lan, 20)

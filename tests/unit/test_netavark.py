@@ -1,0 +1,96 @@
+"""The netavark front end's translation (Podman 5): podman's JSON in, the
+CNI config the CNI path takes out, and a CNI result back as the status
+block; the options checked as a CNI config's are, each refusal naming the
+podman option. tests/kernel/test_podman5.py runs it under Podman 5 itself."""
+
+import io
+import json
+
+import pytest
+
+from ipvlan_ip import netavark
+
+NETWORK = {"name": "lan", "id": "2f25", "driver": "ipvlan-ip", "network_interface": "", "ipv6_enabled": True,
+           "internal": False, "dns_enabled": False, "ipam_options": {"driver": "host-local"},
+           "subnets": [{"subnet": "10.1.2.0/24", "gateway": "10.1.2.1"},
+                       {"subnet": "fd00:1::/64", "gateway": "fd00:1::1"}],
+           "options": {"parent": "eth0", "mode": "l2"}}
+
+
+def call(argv: list[str], stdin: dict | None = None) -> tuple[int, dict]:
+    out = io.StringIO()
+    code = netavark.main(argv, io.BytesIO(json.dumps(stdin).encode() if stdin is not None else b""), out)
+    return code, json.loads(out.getvalue())
+
+
+def test_info_gives_the_version_and_the_api_version():
+    code, answer = call(["info"])
+    assert code == 0 and answer["api_version"] == "1.0.0" and answer["version"]
+
+
+def test_create_takes_parent_as_the_networks_interface_and_returns_the_rest_unchanged():
+    code, answer = call(["create"], NETWORK)
+    assert code == 0 and answer["network_interface"] == "eth0" and answer["options"] == {"mode": "l2"}
+    assert {k: v for k, v in answer.items() if k not in ("network_interface", "options")} == \
+        {k: v for k, v in NETWORK.items() if k not in ("network_interface", "options")}
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"mode": "l4"}, "-o mode: 'l4' is not one of"),
+    ({"mtu": "big"}, "-o mtu=big: a whole number"),
+    ({"vlan": "5000"}, "-o vlan: 5000 is greater than the maximum of 4094"),
+    ({"host_access": "yes"}, "-o host_access=yes: true or false"),
+    ({"colour": "blue"}, "unknown option -o colour"),
+    ({"vlan": "20", "host_access": "true"}, "vlan cannot work with hostAccess"),
+    ({"proxy_neighbors": "true"}, "proxyNeighbors is for mode l3s"),
+])
+def test_create_refuses_a_bad_option_naming_it(options, says):
+    code, answer = call(["create"], {**NETWORK, "options": {"parent": "eth0", **options}})
+    assert code == 1 and says in answer["error"], answer
+
+
+@pytest.mark.parametrize("edit, says", [
+    ({"options": {}}, "name the master: -o parent="),
+    ({"subnets": []}, "--subnet"),
+    ({"ipam_options": {"driver": "dhcp"}}, "leave --subnet out"),
+    ({"ipam_options": {"driver": "none"}}, "--ipam-driver none"),
+    ({"network_interface": "eth1"}, "name two masters"),
+])
+def test_create_refuses_what_setup_could_not_serve(edit, says):
+    code, answer = call(["create"], {**NETWORK, **edit})
+    assert code == 1 and says in answer["error"], answer
+
+
+def test_the_addresses_podman_assigned_become_a_prevresult_with_a_default_route_per_family():
+    network = {**NETWORK, "network_interface": "eth0", "options": {"mode": "l2"},
+               "routes": [{"destination": "192.168.0.0/16", "gateway": "10.1.2.254", "metric": 5}]}
+    assigned = netavark.assigned(network, {"static_ips": ["10.1.2.5", "fd00:1::5"]})
+    assert assigned["ips"] == [{"address": "10.1.2.5/24", "gateway": "10.1.2.1"},
+                               {"address": "fd00:1::5/64", "gateway": "fd00:1::1"}]
+    assert assigned["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.2.1"}, {"dst": "::/0", "gw": "fd00:1::1"},
+                                  {"dst": "192.168.0.0/16", "gw": "10.1.2.254", "priority": 5}]
+    conf = netavark.netconf(network, assigned)       # the CNI config: checked, and what ADD reads
+    assert conf["master"] == "eth0" and conf["prevResult"] == assigned and "ipam" not in conf
+    internal = netavark.assigned({**network, "internal": True, "routes": []}, {"static_ips": ["10.1.2.5"]})
+    assert internal["routes"] == []
+    with pytest.raises(netavark.Refused, match="none of the network's subnets"):
+        netavark.assigned(network, {"static_ips": ["10.9.9.9"]})
+
+
+def test_setup_refuses_a_mac_address_and_an_unknown_subcommand_is_an_error():
+    exec_ = {"container_id": "c1", "container_name": "c", "network": {**NETWORK, "network_interface": "eth0"},
+             "network_options": {"interface_name": "eth0", "static_ips": ["10.1.2.5"],
+                                 "static_mac": "aa:bb:cc:dd:ee:ff"}}
+    code, answer = call(["setup", "/run/netns/x"], exec_)
+    assert code == 1 and "--mac-address" in answer["error"]
+    code, answer = call(["frobnicate"], {})
+    assert code == 1 and "unknown subcommand" in answer["error"]
+
+
+def test_the_cni_result_becomes_the_status_block_podman_inspect_shows():
+    result = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "mac": "52:54:00:12:34:56", "sandbox": "/x"}],
+              "ips": [{"address": "10.1.2.5/24", "gateway": "10.1.2.1", "interface": 0}], "routes": []}
+    assert netavark.status(result) == {
+        "dns_search_domains": [], "dns_server_ips": [],
+        "interfaces": {"eth0": {"mac_address": "52:54:00:12:34:56",
+                                "subnets": [{"ipnet": "10.1.2.5/24", "gateway": "10.1.2.1"}]}}}
