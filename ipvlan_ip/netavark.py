@@ -28,9 +28,9 @@ import sys
 API_VERSION = "1.0.0"
 # podman's option names, and the config keys they set: podman's own names where it has one.
 OPTIONS = {"parent": "master", "mode": "mode", "flag": "flag", "mtu": "mtu", "vlan": "vlan",
-           "host_access": "hostAccess", "proxy_neighbors": "proxyNeighbors"}
+           "host_access": "hostAccess", "proxy_neighbors": "proxyNeighbors", "debug": "debug", "log_file": "logFile"}
 NUMBERS = ("mtu", "vlan")
-SWITCHES = ("host_access", "proxy_neighbors")
+SWITCHES = ("host_access", "proxy_neighbors", "debug")
 # Where the CNI dhcp plugin is looked for, as the CNI bin dirs of Debian's package and of upstream's.
 CNI_PATH = "/usr/lib/cni:/opt/cni/bin"
 

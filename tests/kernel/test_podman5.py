@@ -24,19 +24,30 @@ make_tagged_lan = test_vlan.make_tagged_lan     # the fixtures
 make_dhcp_lan = test_dhcp.make_dhcp_lan
 
 
-@pytest.fixture
-def podman5(tmp_path, request):
+@pytest.fixture(scope="module")
+def podman5_node(tmp_path_factory):
+    """One root and podman store for the tests of this file that run on one VM worker: entering
+    the root and importing the image cost about 20 s."""
     node = NodeRoot("podman5").enter()
-    pm = Podman5(tmp_path / "podman5", node)
-    pm.root.mkdir()
+    pm = Podman5(tmp_path_factory.mktemp("podman5"), node)
     try:
         pm.prepare()
         yield pm
     finally:
+        node.leave()
+
+
+@pytest.fixture
+def podman5(podman5_node, request):
+    pm = podman5_node
+    pm.transcript.clear()
+    try:
+        yield pm
+    finally:
         if pm.started:
             pm.remove(*pm.started, check=False)
+            pm.started.clear()
         (REPO / ".vm" / f"podman5-{request.node.name}.txt").write_text("\n\n".join(pm.transcript) + "\n")
-        node.leave()
 
 
 def create(pm: Podman5, name: str, parent: str, subnet: str, *options: str, check: bool = True):
@@ -70,6 +81,7 @@ def doctor_on_netavark(pm: Podman5) -> dict:
 
 def test_podman5_containers_on_an_ipvlan_ip_network(podman5, make_lan):
     # doctor on a Podman 5 node: the plugin is not where podman looks by default, then it is.
+    (podman5.node.path / "usr" / "libexec" / "netavark" / "ipvlan-ip").unlink(missing_ok=True)
     assert doctor_on_netavark(podman5)["status"] == "warning"
     podman5.node.run("python3", "-m", "ipvlan_ip", "install", "--netavark", "--force", env={"PYTHONPATH": str(REPO)},
                      check=True)
@@ -83,7 +95,9 @@ def test_podman5_containers_on_an_ipvlan_ip_network(podman5, make_lan):
     assert unknown.returncode != 0 and "unknown option -o colour" in unknown.stderr, unknown.stderr
 
     net = unique("p5-")
-    create(podman5, net, lan.master, f"{lan.net}.0.0/24", "-o", "mode=l2")
+    log = podman5.root / "p5.log"       # IPVLAN_IP_LOG_DIR is podman's folder (runtimes.Podman5)
+    create(podman5, net, lan.master, f"{lan.net}.0.0/24", "-o", "mode=l2", "-o", "debug=true",
+           "-o", f"log_file={log}")
     made = json.loads(podman5("network", "inspect", net).stdout)[0]
     assert made["driver"] == "ipvlan-ip" and made["network_interface"] == lan.master
     a, b = podman5.start(net), podman5.start(net)
@@ -93,6 +107,12 @@ def test_podman5_containers_on_an_ipvlan_ip_network(podman5, make_lan):
     for target in (addr_b, lan.lan):
         podman5("exec", a["Name"], "ping", "-c", "1", "-W", "3", target)
     assert gone(podman5, a, b)
+    # The debug echo in the network's logFile: each container's ADD and DEL, with the `ip` they ran.
+    logged = log.read_text()
+    for container in (a, b):
+        mine = [line for line in logged.splitlines() if f" {container['Id']} " in line]
+        assert any('"CNI_COMMAND": "ADD"' in line for line in mine) and any("# delete eth0 in " in line
+                                                                             for line in mine), logged[-2000:]
 
 
 def test_podman5_on_a_vlan_and_with_host_access(podman5, make_tagged_lan, make_lan):
