@@ -139,8 +139,9 @@ def refusal(data: dict) -> str:
     if mode != "l2" and (data.get("ipv6") or {}).get("slaac"):
         return (f"ipv6.slaac needs mode l2: in {mode} no multicast reaches an ipvlan link, so no router "
                 "advertisement does either")
-    if data.get("proxyNeighbors") and mode != "l3s":
-        return _proxy_neighbors_problem(mode)
+    problem = _proxy_neighbors_problem(mode, data.get("linkInContainer", False)) if data.get("proxyNeighbors") else ""
+    if problem:
+        return problem
     vlan = data.get("vlan")
     if vlan is not None:
         problem = _vlan_problem(vlan, data)
@@ -151,7 +152,13 @@ def refusal(data: dict) -> str:
     return ""
 
 
-def _proxy_neighbors_problem(mode: str) -> str:
+def _proxy_neighbors_problem(mode: str, in_container: bool) -> str:
+    """Why `proxyNeighbors` cannot go with the rest of a config the schema takes, or ""."""
+    if in_container:
+        return ("proxyNeighbors cannot work with linkInContainer: the host answers on the master, which is then "
+                "in the container's netns")
+    if mode == "l3s":
+        return ""
     if mode == "l2":
         return ("proxyNeighbors is for mode l3s: in l2 each container answers the LAN's ARP and neighbour "
                 "solicitations itself, so the LAN reaches it already")

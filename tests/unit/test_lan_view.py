@@ -14,6 +14,7 @@ from .test_input import ENV, GOOD, answer
 @pytest.mark.parametrize("edit, says", [
     ({"proxyNeighbors": True}, "in l2 each container answers"),
     ({"proxyNeighbors": True, "mode": "l3"}, "needs mode l3s"),
+    ({"proxyNeighbors": True, "mode": "l3s", "linkInContainer": True}, "cannot work with linkInContainer"),
     ({"ipv6": {"slaac": True}, "mode": "l3s"}, "no multicast reaches"),
     ({"ipv6": {"slaac": "yes"}}, "$.ipv6.slaac"),
     ({"ipv6": {"privacy": True}}, "$.ipv6"),
