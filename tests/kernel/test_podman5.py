@@ -8,6 +8,8 @@ test is one scenario. The commands and what podman printed go to
 .vm/podman5-TEST.txt, for the record."""
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from . import test_dhcp, test_vlan
 from .conftest import unique
 from .node_roots import REPO, NodeRoot
-from .runtimes import Podman5, eth, ipv4
+from .runtimes import IMAGE, Podman5, eth, ipv4
 from .test_dhcp import released_within
 from .test_host_access import host_routes, pings
 from .test_vlan import vlan_links
@@ -113,6 +115,23 @@ def test_podman5_containers_on_an_ipvlan_ip_network(podman5, make_lan):
         mine = [line for line in logged.splitlines() if f" {container['Id']} " in line]
         assert any('"CNI_COMMAND": "ADD"' in line for line in mine) and any("# delete eth0 in " in line
                                                                              for line in mine), logged[-2000:]
+
+
+def test_the_example_of_docs_podman_md_runs_as_written(podman5, make_lan):
+    """The page's block, each command in turn, with the test's master, subnet and names."""
+    lan = make_lan("10.252")
+    page = (REPO / "docs" / "podman.md").read_text()
+    block = page.split("<!-- the example of Podman 5 -->\n```sh\n", 1)[1].split("```", 1)[0]
+    net, web = unique("lan"), unique("web-")      # the network name goes into a Go template: no hyphen
+    for word, ours in (("192.168.50.", f"{lan.net}.0."), ("eth1", lan.master), ("busybox", IMAGE)):
+        block = block.replace(word, ours)
+    block = re.sub(r"\blan\b", net, re.sub(r"\bweb\b", web, block))
+    podman5.started.append(web)         # removed after a failure too
+    said = [podman5(*shlex.split(command)[1:]).stdout.strip()
+            for command in block.replace("\\\n", " ").splitlines() if command.strip()]
+    address = said[2]
+    assert address.startswith(f"{lan.net}.0.") and int(address.rsplit(".", 1)[1]) >= 128, said
+    assert said[3] == web
 
 
 def test_podman5_on_a_vlan_and_with_host_access(podman5, make_tagged_lan, make_lan):
