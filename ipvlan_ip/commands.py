@@ -67,8 +67,10 @@ class LinkUp(namedtuple("LinkUp", "why netns name")):
     __slots__ = ()
 
 
-class VlanDelete(namedtuple("VlanDelete", "why name")):
-    """A VLAN link of the host's removed, with no process (vlan.py says why)."""
+class LinkDelete(namedtuple("LinkDelete", "why name index", defaults=(0,))):
+    """A link of the host's that the plugin made (a VLAN link, the host's
+    link of hostAccess) removed, with no process, by its ifindex (`plan`
+    shows it by name alone)."""
     __slots__ = ()
 
 

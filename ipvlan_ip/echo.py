@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .commands import Command, LinkUp, Rename, SysctlWrite, VlanDelete, ip
+from .commands import Command, LinkDelete, LinkUp, Rename, SysctlWrite, ip
 
 # Where a config's logFile may be: a NetworkAttachmentDefinition is often
 # writable by a namespace's users, and the plugin runs as root, so the
@@ -77,17 +77,17 @@ class Echo:
 IN_PROCESS = " (in-process; as a shell command:)"
 
 
-def announced(step: Command | SysctlWrite | Rename | LinkUp | VlanDelete) -> str:
+def announced(step: Command | SysctlWrite | Rename | LinkUp | LinkDelete) -> str:
     """What the echo and `plan` print for a step: why, then the shell line."""
     return f"# {step.why}{'' if isinstance(step, Command) else IN_PROCESS}\n{shell_line(step)}"
 
 
-def shell_line(step: Command | SysctlWrite | Rename | LinkUp | VlanDelete) -> str:
+def shell_line(step: Command | SysctlWrite | Rename | LinkUp | LinkDelete) -> str:
     """The step as a line for a root shell; batch input becomes a here-document."""
     import shlex  # only for the echo and error messages
     if isinstance(step, Rename):
         return shlex.join(ip(step.netns, "link", "set", "dev", step.old, "name", step.new))
-    if isinstance(step, VlanDelete):
+    if isinstance(step, LinkDelete):
         return shlex.join(("ip", "link", "del", "dev", step.name))
     if isinstance(step, LinkUp):
         return shlex.join(ip(step.netns, "link", "set", "dev", step.name, "up"))

@@ -30,9 +30,11 @@ configuring batch), DEL 2.
 What an attachment added on the host is recorded in
 /run/ipvlan-ip/host-access/NETWORK/CONTAINERID:IFNAME: DEL removes it without
 the container's netns, and GC finds what attachments that are gone left
-behind. The shared link stays when its last container goes, since a DEL that
-removed it would race an ADD about to route through it; GC removes it, under
-the master's lock, once no record names it.
+behind. The shared link goes with the last record that names it, under the
+master's lock held exclusively: an ADD records itself under the same lock
+held shared before it routes through the link, so the DEL either sees that
+record or comes first, and the ADD then makes the link anew. GC removes a
+link that no record names (an ADD killed before it recorded itself).
 
 The first part builds commands (pure, like commands.py); the second runs
 them through the runner, for operations.py to compose.
@@ -45,7 +47,7 @@ import zlib
 
 from . import state
 from .capability import Call, Capability, CreateLines, SharedLink
-from .commands import Command, batch_line
+from .commands import Command, LinkDelete, batch_line
 from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
 
@@ -274,7 +276,10 @@ def detach(run, network: str, container_id: str, ifname: str) -> None:
     """Remove what attach added on the host (nothing, and no process, when
     nothing was recorded), under the master's lock held exclusively: the
     record is read again under it, since an ADD may have taken a route
-    over from it meanwhile (_forget_stale)."""
+    over from it meanwhile (_forget_stale). The host's link goes with the
+    last record that names it: idle, it would still hold the master's
+    ipvlan mode (port.py) against every other network, and runtimes rarely
+    call GC."""
     path = record_path(network, container_id, ifname)
     recorded = run.load_record(path)
     if recorded is None:
@@ -286,6 +291,8 @@ def detach(run, network: str, container_id: str, ifname: str) -> None:
         if recorded["routes"]:
             run.run_batch_ok(unroute(recorded))
         run.save_record(path, None)
+        if recorded["link"] not in _in_use(run):
+            remove_link(run, recorded["link"])
 
 
 def check(run, network: str, container_id: str, ifname: str, container_ips: list[str], mode: str,
@@ -351,9 +358,11 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
 
 
 def remove_link(run, link: str) -> None:
-    """Remove the host's link, under the master's lock held exclusively, once no container uses it."""
-    run.run(Command(f"remove the host's link {link}: no container uses it", ("ip", "link", "del", "dev", link),
-                    ok_if=GONE))
+    """Remove the host's link, under the master's lock held exclusively, once no container uses it
+    (in-process: the last DEL runs no more `ip` than the others)."""
+    found = run.interfaces(None).get(link)
+    if found is not None and found.kind == "ipvlan":
+        run.delete_link(LinkDelete(f"remove the host's link {link}: no container uses it", link, found.index))
 
 
 _LINK = re.compile(r"ipvh[0-9a-f]{8}")

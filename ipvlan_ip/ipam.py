@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 
 from . import results, state
 from .config import NetConf
@@ -27,7 +28,12 @@ def turn_path(network: str) -> str:
     return f"{state.LOCKS}/ipam-{state.network_key(network)}.lock"
 
 
-def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None = None) -> str:
+# The commands that change what IPAM holds take turns; CHECK and STATUS only read, and must not wait
+# behind a burst of ADDs (a STATUS answering 11 reads as NetworkReady=false to containerd).
+TURNS = ("ADD", "DEL", "GC")
+
+
+def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None = None, turn: bool = True) -> str:
     """Run the IPAM plugin for `command`; its stdout, or its own error raised as ours.
 
     One call of a network at a time, in turn: IPAM plugins serialise a
@@ -37,7 +43,8 @@ def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None =
     behind the others of a burst. The wait has a budget of its own."""
     path = find_plugin(conf.ipam_type, env.path)
     child_env = {**os.environ, **env.raw, "CNI_COMMAND": command}
-    with run.exclusive(turn_path(conf.name), create=True, patience=state.TURN):
+    in_turn = turn and command in TURNS
+    with run.exclusive(turn_path(conf.name), create=True, patience=state.TURN) if in_turn else nullcontext():
         code, out = run.run_plugin(path, child_env, conf.stdin if stdin is None else stdin)
     if code == 0:
         return out

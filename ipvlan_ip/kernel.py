@@ -15,10 +15,10 @@ import os
 import stat
 import time
 
-from .commands import LinkUp, Netns, Rename, SysctlWrite, VlanDelete, netns_at
+from .commands import LinkDelete, LinkUp, Netns, Rename, SysctlWrite, netns_at
 from .echo import Echoed
-from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, CniError
-from .rtnetlink import NETLINK_ROUTE, Link, addressed, links
+from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, TRY_AGAIN_LATER, CniError
+from .rtnetlink import NETLINK_ROUTE, NLM_F_REQUEST, DumpFailed, Link, addressed, links
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703      # ioctl on an nsfs file: which kind of namespace it is (Linux 4.11)
@@ -144,31 +144,33 @@ class Kernel(Echoed):
         """Every interface of the netns at `where`, from rtnetlink (OSError when it cannot be entered)."""
         import socket
         with inside_netns(where), socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-            return links(sock)
+            return _whole(links, sock, f"the interfaces in {where}")
 
     def addressed(self) -> set[int]:
         """The ifindex of each of the host's interfaces that the node gave an address of global scope."""
         import socket
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-            return addressed(sock)
+            return _whole(addressed, sock, "the host's addresses")
 
-    def delete_vlan(self, step: VlanDelete) -> None:
-        """Remove a VLAN link of the host's (SIOCSIFVLAN, DEL_VLAN_CMD: the
-        kernel refuses any other kind of link); one already gone is fine."""
+    def delete_link(self, step: LinkDelete) -> None:
+        """Remove a link of the host's over rtnetlink (RTM_DELLINK), by the
+        ifindex its caller read under the lock that decided it: one already
+        gone is fine."""
         import socket
         import struct
         self._announce(step)
         start = time.monotonic()
-        request = struct.pack("i24s24sh2x", DEL_VLAN_CMD, step.name.encode(), b"", 0)
+        body = struct.pack("BxHiII", 0, 0, step.index, 0, 0)
+        request = struct.pack("IHHII", 16 + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                fcntl.ioctl(sock, SIOCSIFVLAN, request)
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+                sock.send(request)
+                error = -struct.unpack_from("i", sock.recv(4096), 16)[0]
         except OSError as e:
-            self._outcome(1, start)
-            if e.errno == errno.ENODEV:
-                return
-            raise CniError(LINK_FAILURE, f"failed to remove the VLAN link {step.name}: {e.strerror}") from e
-        self._outcome(0, start)
+            error = e.errno or errno.EIO
+        self._outcome(1 if error and error != errno.ENODEV else 0, start)
+        if error and error != errno.ENODEV:
+            raise CniError(LINK_FAILURE, f"failed to remove the link {step.name}: {os.strerror(error)}")
 
     def vlans(self) -> dict[str, tuple[int, str]]:
         """The host's VLAN links: name -> (id, parent), as the 8021q driver
@@ -209,6 +211,16 @@ class Kernel(Echoed):
         return True
 
 
+def _whole(dump, sock, what: str):
+    """A dump's answer, or a call that fails: the lists decide what stands on
+    a link, and one read short would say that nothing does."""
+    try:
+        return dump(sock)
+    except DumpFailed as e:
+        raise CniError(TRY_AGAIN_LATER, f"could not read {what} whole ({e}); nothing was decided on a "
+                       "partial list: try again") from e
+
+
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
 
@@ -231,7 +243,7 @@ def open_namespace_file(path: str) -> int:
 
 SIOCSIFNAME = 0x8923
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-SIOCSIFVLAN, DEL_VLAN_CMD = 0x8983, 1       # struct vlan_ioctl_args: cmd, device1[24], u[24], vlan_qos
+RTM_DELLINK, NLM_F_ACK = 17, 0x4
 IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
 
 

@@ -30,6 +30,8 @@ from .errors import MASTER_FAILURE, CniError
 from .rtnetlink import Link
 
 HOST = "/proc/self/ns/net"
+# The links that share a master's ipvlan port, and so its mode and flag.
+PORT_KINDS = ("ipvlan", "ipvtap")
 HINTS = "/run/ipvlan-ip/ports"
 
 
@@ -86,7 +88,7 @@ def carried(run, device: str, netns: Netns | None) -> tuple[str, Link] | None:
     where the hint says first."""
     hint = run.load_record(hint_path(device)) or {}
     for where, link in stacked(run, device, netns, first=hint.get("netns", "")):
-        if link.kind == "ipvlan":
+        if link.kind in PORT_KINDS:
             if where != hint.get("netns"):
                 run.save_record(hint_path(device), {"netns": where})
             return where, link

@@ -10,14 +10,17 @@ socket inside the netns to read.
 """
 from __future__ import annotations
 
+import os
 import struct
 from collections import namedtuple
 
 NETLINK_ROUTE, AF_UNSPEC = 0, 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 18, 20, 22
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 1, 3, 5, 18, 20, 37
+NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
+MSG_TRUNC = 0x20
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = \
+    1, 3, 5, 10, 18, 20, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS = 1, 2     # in an ipvlan link's IFLA_INFO_DATA
 IFLA_VLAN_ID = 1                               # in a VLAN link's
@@ -28,12 +31,24 @@ MODES = {0: "l2", 1: "l3", 2: "l3s"}
 FLAGS = {0: "bridge", 1: "private", 2: "vepa"}
 
 
-class Link(namedtuple("Link", "index name kind mac alias lower lower_netnsid mode flag vlan")):
+# A dump the kernel says it interrupted (a link came or went meanwhile) is asked for again, this many times.
+DUMP_TRIES = 5
+
+
+class DumpFailed(Exception):
+    """A dump the kernel could not finish, or finished with an error: its
+    list would be shorter than the truth. Not an OSError, so that no caller
+    that passes over a netns gone meanwhile passes over this too."""
+
+
+class Link(namedtuple("Link", "index name kind mac alias lower lower_netnsid mode flag vlan master",
+                      defaults=(0,))):
     """An interface as rtnetlink dumps it: `kind` "" for a device with no
     link kind (a NIC, lo); `lower` the ifindex of the device it is stacked
     on (0: none), in the netns whose id is `lower_netnsid` (None: its own);
-    `mode` and `flag` an ipvlan link's (its port's: every link on a master
-    reports the same), `vlan` a VLAN link's id (0 otherwise)."""
+    `mode` and `flag` an ipvlan (or ipvtap) link's (its port's: every link
+    on a master reports the same), `vlan` a VLAN link's id (0 otherwise),
+    `master` the ifindex of the bridge or bond it is a port of (0: none)."""
     __slots__ = ()
 
 
@@ -53,7 +68,7 @@ def _text(value: bytes) -> str:
 def _link(data: bytes, pos: int, end: int) -> Link:
     index = struct.unpack_from("i", data, pos + 4)[0]      # struct ifinfomsg: family, pad, type, index, ...
     name = kind = mac = alias = ""
-    lower, lower_netnsid, mode, flag, vlan = 0, None, "", "", 0
+    lower, lower_netnsid, mode, flag, vlan, master = 0, None, "", "", 0, 0
     for attr, value in _attributes(data, pos + 16, end):
         if attr == IFLA_IFNAME:
             name = _text(value)
@@ -65,31 +80,52 @@ def _link(data: bytes, pos: int, end: int) -> Link:
             lower = struct.unpack_from("i", value)[0]
         elif attr == IFLA_LINK_NETNSID:
             lower_netnsid = struct.unpack_from("i", value)[0]
+        elif attr == IFLA_MASTER:
+            master = struct.unpack_from("i", value)[0]
         elif attr == IFLA_LINKINFO:
             info = dict(_attributes(value, 0, len(value)))
             kind = _text(info.get(IFLA_INFO_KIND, b""))
             details = dict(_attributes(info.get(IFLA_INFO_DATA, b""), 0, len(info.get(IFLA_INFO_DATA, b""))))
-            if kind == "ipvlan":
+            if kind in ("ipvlan", "ipvtap"):
                 mode = MODES.get(struct.unpack_from("H", details.get(IFLA_IPVLAN_MODE, b"\0\0"))[0], "")
                 flag = FLAGS.get(struct.unpack_from("H", details.get(IFLA_IPVLAN_FLAGS, b"\0\0"))[0] & 3, "")
             elif kind == "vlan":
                 vlan = struct.unpack_from("H", details.get(IFLA_VLAN_ID, b"\0\0"))[0]
-    return Link(index, name, kind, mac, alias, lower if lower != index else 0, lower_netnsid, mode, flag, vlan)
+    # The kernel leaves IFLA_LINK out where a link's lower is itself; a lower of the same ifindex in
+    # another netns (a pod's first link, ifindex 2, on the node's NIC, ifindex 2) is a real one.
+    return Link(index, name, kind, mac, alias, lower, lower_netnsid, mode, flag, vlan, master)
 
 
 def _dump(sock, request_type: int, body: bytes, answer_type: int, parse) -> list:
-    sock.send(struct.pack("IHHII", 16 + len(body), request_type, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+    """Every answer of a dump, parsed; asked again when the kernel says the
+    dump was interrupted. DumpFailed rather than a shorter list."""
+    for attempt in range(1, DUMP_TRIES + 1):
+        found, interrupted = _dump_once(sock, request_type, body, answer_type, parse, attempt)
+        if not interrupted:
+            return found
+    raise DumpFailed(f"rtnetlink dump interrupted by changes {DUMP_TRIES} times running")
+
+
+def _dump_once(sock, request_type: int, body: bytes, answer_type: int, parse, seq: int) -> tuple[list, bool]:
+    sock.send(struct.pack("IHHII", 16 + len(body), request_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
     found: list = []
+    interrupted = False
     while True:
-        data = sock.recv(65536)
+        data, _, flags, _ = sock.recvmsg(65536)
+        if flags & MSG_TRUNC:
+            raise DumpFailed("rtnetlink dump: an answer did not fit the buffer")
         pos = 0
         while pos + 16 <= len(data):
-            length, kind = struct.unpack_from("IH", data, pos)
-            if kind == NLMSG_DONE:
-                return found
-            if kind == NLMSG_ERROR:
-                error = -struct.unpack_from("i", data, pos + 16)[0]
-                raise OSError(error, f"rtnetlink dump: error {error}")
+            length, kind, msg_flags = struct.unpack_from("IHH", data, pos)
+            if length < 16:
+                raise DumpFailed(f"rtnetlink dump: a message of {length} bytes")
+            interrupted |= bool(msg_flags & NLM_F_DUMP_INTR)
+            if kind in (NLMSG_DONE, NLMSG_ERROR):
+                # Both carry an error number (0: none); DONE's when the dump itself failed part way.
+                error = -struct.unpack_from("i", data, pos + 16)[0] if length >= 20 else 0
+                if error:
+                    raise DumpFailed(f"rtnetlink dump: {os.strerror(error)}")
+                return found, interrupted
             if kind == answer_type:
                 found.append(parse(data, pos + 16, pos + length))
             pos += (length + 3) & ~3

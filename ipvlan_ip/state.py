@@ -15,7 +15,7 @@ import time
 import zlib
 
 from .echo import Echo
-from .errors import TRY_AGAIN_LATER, CniError
+from .errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 from .kernel import open_namespace_file
 
 # The lock files of our own (the netns files are the others): a master's, for
@@ -25,6 +25,26 @@ LOCKS = "/run/ipvlan-ip/locks"
 # network, master or VLAN link), in timeouts: 4 x 30 s is the kubelet's own 2 minutes for a
 # whole sandbox (docs/failures.md). A holder that hangs is killed by its own timeout first.
 TURN = 4
+
+
+class LockUnavailable(CniError):
+    """A lock file of ours that could not be opened (/run full, out of file
+    descriptors): the call fails rather than go on unguarded. DEL, which
+    must complete, skips the step that needed it and says so."""
+
+    def __init__(self, path: str, error: OSError):
+        super().__init__(TRY_AGAIN_LATER, f"could not open the lock file {path}: {error.strerror}; nothing was "
+                         "done unguarded: try again (is /run full?)")
+
+
+class RecordUnreadable(CniError):
+    """A record of ours that cannot be read (written atomically, so only a
+    hand or a failing disk makes one): what it lists cannot be taken back.
+    DEL goes on past it and says so."""
+
+    def __init__(self, path: str, error: Exception):
+        super().__init__(IO_FAILURE, f"the record {path} cannot be read ({error}); what it lists on the host "
+                         "was not taken back: see it, remove what it names by hand, then the file")
 
 
 class State:
@@ -50,18 +70,22 @@ class State:
         A waiter gives up after `patience` times the call's timeout."""
         deadline = time.monotonic() + self.timeout * patience
         gate = -1
-        try:
-            if create:
+        if create:
+            path = bounded(path)
+            try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 gate = _lock_file(f"{path}.gate")
                 fd = _lock_file(path)
-            else:
+            except OSError as e:
+                if gate >= 0:
+                    os.close(gate)
+                raise LockUnavailable(path, e) from e
+        else:
+            try:
                 fd = open_namespace_file(path)
-        except OSError:     # gone, or no netns: the operation itself says so
-            if gate >= 0:
-                os.close(gate)
-            yield
-            return
+            except OSError:     # gone, or no netns: the operation itself says so
+                yield
+                return
         try:
             if gate >= 0:
                 self._wait(gate, False, path, deadline)
@@ -106,9 +130,14 @@ class State:
     def load_record(self, path: str) -> dict | None:
         try:
             with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
-                return json.load(f)
+                record = json.load(f)
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as e:
+            raise RecordUnreadable(path, e) from e
+        if not isinstance(record, dict):
+            raise RecordUnreadable(path, ValueError("not a JSON object"))
+        return record
 
     def writable(self, directory: str) -> bool:
         """Whether this process may make files in `directory` (doctor)."""
@@ -165,6 +194,19 @@ def collect_gone(run, root: str, network: str, valid: set[tuple[str, str]], undo
             except CniError as e:
                 failed.append(e.wrap(f"{what} for {name}"))
     return failed
+
+
+# NAME_MAX, less the turnstile's ".gate".
+_LONGEST = 255 - len(".gate")
+
+
+def bounded(path: str) -> str:
+    """A lock file's path with a name the file system takes: a network's name may be 253 characters, and
+    `ipam-NAME.lock.gate` would then be too long. Shortened the same way by every call."""
+    directory, name = os.path.split(path)
+    if len(name.encode()) <= _LONGEST:
+        return path
+    return f"{directory}/{name[:200]}-{zlib.crc32(name.encode()):08x}.lock"
 
 
 def _lock_file(path: str) -> int:

@@ -29,7 +29,7 @@ netns, or an address the node gave it): an ADD records itself under the
 shared lock before it makes its ipvlan link, so the DEL either sees that
 record or comes first, and the ADD then makes the link anew. GC removes what
 attachments that are gone without a DEL left, as for hostAccess. The link
-goes by an ioctl (SIOCSIFVLAN, as vconfig did), not `ip`: a DEL runs one
+goes over rtnetlink from the plugin's own process, not `ip`: a DEL runs one
 `ip` process, the last one too.
 
 The first part builds lines (pure, like commands.py); the second runs the
@@ -41,7 +41,7 @@ import zlib
 
 from . import port, state
 from .capability import Call, Capability, CreateLines, SharedLink
-from .commands import Command, VlanDelete, batch_line
+from .commands import Command, LinkDelete, batch_line
 from .errors import MASTER_FAILURE, CniError
 
 STATE = "/run/ipvlan-ip/vlan"
@@ -139,20 +139,32 @@ def leave(run, network: str, container_id: str, ifname: str) -> None:
 
 def _remove_if_unused(run, link: str) -> None:
     """Under the link's lock held exclusively: remove `link` if the plugin
-    made it and nothing stands on it any more."""
+    made it and nothing stands on it any more. Under its port lock too
+    (port.py), held exclusively: a network that names the VLAN link as its
+    master makes its first link there under that lock alone."""
     if link in in_use(run):
         return
-    found = run.interfaces(None).get(link)
+    with run.exclusive(port.lock_path(link), create=True, patience=state.TURN):
+        _remove_unless_standing(run, link)
+
+
+def _remove_unless_standing(run, link: str) -> None:
+    host = run.interfaces(None)
+    found = host.get(link)
     legacy = run.load_record(legacy_path(link))
-    if found is None or not (found.alias == MADE or (legacy and legacy.get("ifindex") == found.index)):
+    if found is None or found.kind != "vlan" or not (found.alias == MADE or
+                                                     (legacy and legacy.get("ifindex") == found.index)):
         run.save_record(legacy_path(link), None)
         return      # gone, or the node owner's
     standing = [f"{on.name} ({on.kind}) in {where}" for where, on in port.stacked(run, link)]
+    if found.master:    # a bridge's or bond's port
+        standing.append(f"a port of {next((n for n, i in host.items() if i.index == found.master), found.master)}")
     standing += ["an address the node gave it"] if found.index in run.addressed() else []
     if standing:
         run.echo(f"# the VLAN link {link} stays: {', '.join(standing)} stands on it")
         return
-    run.delete_vlan(VlanDelete(f"remove the VLAN link {link}: the plugin made it, and nothing uses it", link))
+    run.delete_link(LinkDelete(f"remove the VLAN link {link}: the plugin made it, and nothing uses it", link,
+                               found.index))
     run.save_record(legacy_path(link), None)
 
 
@@ -253,8 +265,8 @@ class Vlan(Capability):
         held = record_path(conf.name, env.container_id, env.ifname)
         if command == "DEL":
             return [f"# vlan: remove {held}; then, under the VLAN link's lock, when the plugin made the link and "
-                    "no record names it any more, remove it (no command: an ioctl), as:",
-                    VlanDelete("remove the VLAN link", link)]
+                    "no record names it any more, remove it (no command: rtnetlink), as:",
+                    LinkDelete("remove the VLAN link", link)]
         if command == "CHECK":
             return [f"# vlan: the link {held} records, read", read_link(link)]
         return []

@@ -101,7 +101,7 @@ class Node(Runner):
     def addressed(self):
         return set()
 
-    def delete_vlan(self, step):
+    def delete_link(self, step):
         self.deleted.append(step.name)
         self.vlan_links.pop(step.name, None)
 
