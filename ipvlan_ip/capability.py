@@ -33,11 +33,12 @@ class Call(namedtuple("Call", "run conf env")):
     __slots__ = ()
 
 
-class CreateLines(namedtuple("CreateLines", "reads extra says", defaults=((), (), ""))):
+class CreateLines(namedtuple("CreateLines", "reads extra says made", defaults=((), (), "", ""))):
     """What a shared link adds to the create batch (commands.create_on_master):
     `reads` replace the master's read (each read's last document is what the
     ipvlan link's master is checked as), `extra` follow them, `says` is what
-    they do, for the batch's description and its failure."""
+    they do, for the batch's description and its failure. `made`: the link
+    these lines make, down; it comes up after the batch (commands.quiet_host_link)."""
     __slots__ = ()
 
 

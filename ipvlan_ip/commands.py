@@ -45,7 +45,7 @@ class Command(namedtuple("Command", "why argv batch ok_if", defaults=((), ()))):
 
 
 class SysctlWrite(namedtuple("SysctlWrite", "why netns key value missing_ok", defaults=(False,))):
-    """A sysctl set inside a netns; `key` as sysctl(8) takes it, with slashes,
+    """A sysctl set inside a netns (None: the host's); `key` as sysctl(8) takes it, with slashes,
     since an interface name may hold dots. `missing_ok`: a kernel without
     the key (IPv6 turned off at boot) has nothing to set."""
     __slots__ = ()
@@ -63,7 +63,7 @@ class Rename(namedtuple("Rename", "why netns old new")):
 
 
 class LinkUp(namedtuple("LinkUp", "why netns name")):
-    """A link brought up inside a netns, with no process (as Rename)."""
+    """A link brought up inside a netns (None: the host's), with no process (as Rename)."""
     __slots__ = ()
 
 
@@ -186,7 +186,12 @@ def notify_sysctls(target: Netns, tmp_name: str, addressing: Addressing) -> list
               # In l2 every router advertisement on the LAN reaches the link; its addresses are IPAM's alone.
               SysctlWrite("take no address or route from router advertisements (SLAAC)", target,
                           f"net/ipv6/conf/{tmp_name}/accept_ra", "0", missing_ok=True)]
-    if any(family(i["address"]) == 6 for i in addressing.ips):
+    if not any(family(i["address"]) == 6 for i in addressing.ips):
+        # No link-local address, no multicast groups joined, no router advertisement heard: an IPv4 network
+        # opens nothing of IPv6 on the LAN (as Docker's ipvlan does since CVE-2024-32473). ipv6.slaac turns it on.
+        writes.append(SysctlWrite("IPv6 off for this link: IPAM gave it no IPv6 address", target,
+                                  f"net/ipv6/conf/{tmp_name}/disable_ipv6", "1", missing_ok=True))
+    else:
         writes += [
             # Some runtimes create netns with IPv6 off by default.
             SysctlWrite("make sure IPv6 is on for this link", target,
@@ -194,6 +199,18 @@ def notify_sysctls(target: Netns, tmp_name: str, addressing: Addressing) -> list
             SysctlWrite("send unsolicited neighbour advertisements when the link comes up", target,
                         f"net/ipv6/conf/{tmp_name}/ndisc_notify", "1")]
     return writes
+
+
+def quiet_host_link(name: str) -> list[SysctlWrite | LinkUp]:
+    """A link the plugin makes on the host (a VLAN link, the host's link of
+    hostAccess) is made down, and comes up only once it takes nothing from
+    router advertisements: else, on a LAN with a router, the node would gain
+    an address on every tenant VLAN, and the link would read as the node's."""
+    return [SysctlWrite(f"{name} takes no router advertisement", None, f"net/ipv6/conf/{name}/accept_ra", "0",
+                        missing_ok=True),
+            SysctlWrite(f"{name} makes no address from one", None, f"net/ipv6/conf/{name}/autoconf", "0",
+                        missing_ok=True),
+            LinkUp(f"bring {name} up", None, name)]
 
 
 def rename(target: Netns, spec: LinkSpec) -> Rename:

@@ -28,6 +28,12 @@ def problems(conf: NetConf, prev: dict, index: int, link: dict, routes: dict[int
     for ipc in prev["ips"]:
         if ipc.get("interface", index) == index and ipaddress.ip_interface(ipc["address"]) not in present:
             yield f"address {ipc['address']} is missing from {name!r}"
+    mine = [ipc["address"] for ipc in prev["ips"] if ipc.get("interface", index) == index]
+    if not conf.slaac and not any(ipaddress.ip_interface(a).version == 6 for a in mine):
+        v6 = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet6"]
+        if v6:
+            yield (f"IPv6 is on for {name!r} ({', '.join(v6)}), which has no IPv6 address from IPAM: ADD turned it "
+                   "off (net.ipv6.conf.IFNAME.disable_ipv6 1), so that an IPv4 network joins no IPv6 multicast")
     for a in link.get("addr_info", []) if not conf.slaac else []:
         if a.get("family") == "inet6" and a.get("scope") == "global" and a.get("dynamic"):
             yield (f"{name!r} has {a['local']}/{a['prefixlen']} from a router advertisement (SLAAC), which ADD "

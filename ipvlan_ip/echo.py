@@ -92,7 +92,7 @@ def shell_line(step: Command | SysctlWrite | Rename | LinkUp | LinkDelete) -> st
     if isinstance(step, LinkUp):
         return shlex.join(ip(step.netns, "link", "set", "dev", step.name, "up"))
     if isinstance(step, SysctlWrite):
-        enter = (("ip", "netns", "exec", step.netns.name) if step.netns.name
+        enter = (() if step.netns is None else ("ip", "netns", "exec", step.netns.name) if step.netns.name
                  else ("nsenter", f"--net={step.netns.path}"))
         return shlex.join((*enter, "sysctl", "-qw", f"{step.key}={step.value}"))
     line = shlex.join(step.argv)

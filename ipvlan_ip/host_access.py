@@ -76,11 +76,13 @@ def record_path(network: str, container_id: str, ifname: str) -> str:
 
 
 def link_lines(master: str, mode: str, flag: str, exists: bool) -> tuple[str, ...]:
-    """The create batch's lines for the host's link: made when missing, up in any case."""
+    """The create batch's lines for the host's link: made when missing (it
+    comes up after the batch, commands.quiet_host_link), else brought up."""
     name = link_name(master)
-    make = () if exists else (batch_line("link", "add", "link", master, "name", name, "type", "ipvlan",
-                                         "mode", mode, *((flag,) if flag else ())),)
-    return (*make, batch_line("link", "set", "dev", name, "up"))
+    if exists:
+        return (batch_line("link", "set", "dev", name, "up"),)
+    return (batch_line("link", "add", "link", master, "name", name, "type", "ipvlan", "mode", mode,
+                       *((flag,) if flag else ())),)
 
 
 def host_addresses(master_read: dict) -> list[str]:
@@ -390,7 +392,7 @@ class HostAccess(Capability):
             return CreateLines((batch_line("address", "show", "dev", master),),
                                link_lines(master, conf.mode, conf.flag, exists=not make),
                                f"read master {master} and its addresses, and make or bring up the host's "
-                               f"own link {link_name(master)} on it")
+                               f"own link {link_name(master)} on it", link_name(master) if make else "")
 
         def claimed(make: bool) -> CreateLines | None:
             return None if claim(call.run, master, conf.mode, conf.flag, make) is None else lines(make)

@@ -55,12 +55,12 @@ class Kernel(Echoed):
         start = time.monotonic()
         name = step.name.encode()
         try:
-            with inside_netns(step.netns.path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            with _entered(step.netns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 flags = struct.unpack_from("H", fcntl.ioctl(sock, SIOCGIFFLAGS, name.ljust(IFREQ, b"\0")), 16)[0]
                 fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name, flags | IFF_UP).ljust(IFREQ, b"\0"))
         except OSError as e:
             self._outcome(1, start)
-            raise CniError(LINK_FAILURE, f"failed to bring {step.name} up in {step.netns.path}: {e.strerror}") from e
+            raise CniError(LINK_FAILURE, f"failed to bring {step.name} up in {_where(step.netns)}: {e.strerror}") from e
         self._outcome(0, start)
 
     def netns(self, path: str) -> Netns:
@@ -90,7 +90,7 @@ class Kernel(Echoed):
         names the same)."""
         start = time.monotonic()
         try:
-            with inside_netns(writes[0].netns.path):
+            with _entered(writes[0].netns):
                 for write in writes:
                     self._announce(write)
                     self._write_sysctl(write)
@@ -101,7 +101,7 @@ class Kernel(Echoed):
             raise
         except OSError as e:
             self._outcome(1, start)
-            raise CniError(LINK_FAILURE, f"failed to enter {writes[0].netns.path}: {e.strerror}") from e
+            raise CniError(LINK_FAILURE, f"failed to enter {_where(writes[0].netns)}: {e.strerror}") from e
 
     def _write_sysctl(self, write: SysctlWrite) -> None:
         try:
@@ -111,7 +111,7 @@ class Kernel(Echoed):
             if write.missing_ok and e.errno == errno.ENOENT:
                 self.echo(f"# {write.key} does not exist in this kernel: nothing to set")
                 return
-            raise CniError(LINK_FAILURE, f"failed to set {write.key} in {write.netns.path}: {e.strerror}") from e
+            raise CniError(LINK_FAILURE, f"failed to set {write.key} in {_where(write.netns)}: {e.strerror}") from e
 
     def host_sysctl(self, key: str) -> str | None:
         """A sysctl of the host's (the plugin's own netns), `key` with slashes; None where there is none."""
@@ -245,6 +245,15 @@ SIOCSIFNAME = 0x8923
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 RTM_DELLINK, NLM_F_ACK = 17, 0x4
 IFREQ = 40      # sizeof(struct ifreq) on 64-bit Linux
+
+
+def _entered(netns: Netns | None):
+    """Inside `netns`; None is the plugin's own (the host's), where nothing is entered."""
+    return contextlib.nullcontext() if netns is None else inside_netns(netns.path)
+
+
+def _where(netns: Netns | None) -> str:
+    return "the host's netns" if netns is None else netns.path
 
 
 @contextlib.contextmanager

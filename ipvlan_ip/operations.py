@@ -149,7 +149,14 @@ def _create(call: Call, master: str, target: Netns, made: Made) -> None:
         if lines is None:
             return False
         made.recording(capability)
-        _create_link(call, master, target, made, lines)
+        try:
+            _create_link(call, master, target, made, lines)
+        finally:
+            if lines.made:      # even a link that a failed batch leaves takes no router advertisement
+                quiet = commands.quiet_host_link(lines.made)
+                call.run.write_sysctls(quiet[:-1])
+        if lines.made:
+            call.run.link_up(quiet[-1])
         if link.created:
             link.created(make, made.master_read)
         return True
@@ -214,7 +221,8 @@ def _create_batch(call: Call, spec: LinkSpec, master: str, target: Netns, made: 
         made.link = spec.tmp_name
     for read in docs:      # the master, then a shared link's reads: the last read is the link's master
         made.master_read = read[0]
-        check_master(conf, made.master_read, where)
+        # A link these lines made comes up after the batch (CreateLines.made); its own master was read up.
+        check_master(conf, made.master_read, where, down_ok=made.master_read.get("ifname") == lines.made)
     if failures:
         raise _explain_create_failure(failures[0], spec, lines)
 
@@ -230,13 +238,13 @@ def lookup_master(run, conf: NetConf, name: str, netns: Netns | None) -> dict:
     return link
 
 
-def check_master(conf: NetConf, link: dict, where: str) -> None:
+def check_master(conf: NetConf, link: dict, where: str, down_ok: bool = False) -> None:
     """The master, as `ip -j -d link show` printed it, can carry our link."""
     name = link.get("ifname")
     if link.get("linkinfo", {}).get("info_kind") == "ipvlan":
         raise CniError(MASTER_FAILURE, f"master {name!r} is itself an ipvlan link; "
                        "enslave its own master instead")
-    if "UP" not in link.get("flags", []):
+    if "UP" not in link.get("flags", []) and not down_ok:
         raise CniError(MASTER_FAILURE, f"master {name!r}{where} is down; bring it up first "
                        f"(ip link set dev {name} up)")
     if conf.mtu and conf.mtu > link.get("mtu", 0):

@@ -111,6 +111,8 @@ def _create(call: Call, wanted: list, master: str, spec: LinkSpec, target, step,
         out.append(f"# {link.note}")
         lines = link.lines(True)
     step(commands.create_on_master(spec, target, conf.link_in_container, lines))
+    for quiet in commands.quiet_host_link(lines.made) if lines and lines.made else ():
+        step(quiet)
 
 
 def _master(conf, master_ns, step) -> str:

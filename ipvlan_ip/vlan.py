@@ -72,12 +72,13 @@ def legacy_path(link: str) -> str:
 def link_lines(master: str, vid: int, make: bool) -> tuple[str, ...]:
     """The create batch's lines before the ipvlan link's: read the master
     (it must exist: the batch stops there when it does not), make the VLAN
-    link when it is missing and mark it made, bring it up in any case, read it."""
+    link when it is missing and mark it made (it comes up after the batch,
+    commands.quiet_host_link), else bring it up, read it."""
     name = link_name(master, vid)
     add = (batch_line("link", "add", "link", master, "name", name, "type", "vlan", "id", str(vid)),) if make else ()
-    mark = ("alias", MADE) if make else ()
+    setting = ("alias", MADE) if make else ("up",)
     return (batch_line("link", "show", "dev", master), *add,
-            batch_line("link", "set", "dev", name, *mark, "up"), batch_line("link", "show", "dev", name))
+            batch_line("link", "set", "dev", name, *setting), batch_line("link", "show", "dev", name))
 
 
 def mismatch(link: dict, master: str, vid: int) -> str | None:
@@ -236,7 +237,7 @@ class Vlan(Capability):
 
         def lines(make: bool) -> CreateLines:
             return CreateLines(link_lines(master, conf.vlan, make), (),
-                               f"read the master and make or bring up its VLAN link {name}")
+                               f"read the master and make or bring up its VLAN link {name}", name if make else "")
 
         def claimed(make: bool) -> CreateLines | None:
             if claim(call.run, master, conf.vlan, make) is None:

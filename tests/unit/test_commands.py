@@ -32,9 +32,9 @@ def test_master_read_and_link_creation_in_container_run_inside_it():
 
 def test_the_rename_is_a_step_of_its_own_before_the_batch():
     steps = commands.after_addressing(SPEC, NAMED, Addressing(ips=({"address": "10.1.2.3/24"},)))
-    assert [type(s).__name__ for s in steps] == ["SysctlWrite", "SysctlWrite", "Rename", "Command"]
-    assert shell_line(steps[2]) == "ip -n blue link set dev ipvl1234abcd name net1"
-    assert not any("name net1" in line for line in steps[3].batch)   # -force must never go past a failed rename
+    assert [type(s).__name__ for s in steps] == ["SysctlWrite", "SysctlWrite", "SysctlWrite", "Rename", "Command"]
+    assert shell_line(steps[3]) == "ip -n blue link set dev ipvl1234abcd name net1"
+    assert not any("name net1" in line for line in steps[4].batch)   # -force must never go past a failed rename
 
 
 def test_configure_batch_addresses_brings_up_routes_and_reads_back():
@@ -74,8 +74,10 @@ def test_route_without_gateway_and_without_ip_gateway_stays_on_link():
 
 def test_sysctls_are_set_on_the_temporary_name_ipv6_on_only_when_needed_and_slaac_off():
     v4 = commands.notify_sysctls(NAMED, "ipvl1", Addressing(ips=({"address": "10.0.0.2/24"},)))
-    assert [w.key for w in v4] == ["net/ipv4/conf/ipvl1/arp_notify", "net/ipv6/conf/ipvl1/accept_ra"]
-    assert v4[1].value == "0" and v4[1].missing_ok     # a kernel booted without IPv6 has no such key
+    assert [(w.key, w.value) for w in v4] == [("net/ipv4/conf/ipvl1/arp_notify", "1"),
+                                              ("net/ipv6/conf/ipvl1/accept_ra", "0"),
+                                              ("net/ipv6/conf/ipvl1/disable_ipv6", "1")]  # IPv4 only: IPv6 off
+    assert v4[1].missing_ok and v4[2].missing_ok     # a kernel booted without IPv6 has no such key
     v6 = commands.notify_sysctls(NAMED, "ipvl1", Addressing(ips=({"address": "fd00::2/64"},)))
     assert [(w.key, w.value) for w in v6] == [("net/ipv4/conf/ipvl1/arp_notify", "1"),
                                               ("net/ipv6/conf/ipvl1/accept_ra", "0"),

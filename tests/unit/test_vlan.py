@@ -38,7 +38,7 @@ def test_the_create_batch_reads_the_master_makes_the_vlan_link_up_and_reads_it_b
     assert cmd.argv == ("ip", "-j", "-d", "-batch", "-")      # no -force: it stops at a missing master
     assert cmd.batch == ("link show dev eth0",
                          "link add link eth0 name eth0.20 type vlan id 20",
-                         "link set dev eth0.20 alias \"made by ipvlan-ip\" up",
+                         "link set dev eth0.20 alias \"made by ipvlan-ip\"",  # up once it takes no RA
                          "link show dev eth0.20",
                          "link add link eth0.20 name ipvl1 netns /run/netns/blue mtu 1400 type ipvlan mode l3")
     # A VLAN link that exists is only brought up (a node owner's may be down) and read.
