@@ -7,6 +7,8 @@ What each hook adds to:
   - ADD, before the link: `shared_link`, a link on the host that the
     attachments of every network share (made by the first, under a lock);
   - ADD, when the link is named: `link_sysctls`, in-process writes on it;
+  - ADD, once IPAM has given the addresses: `admit`, which refuses those
+    the capability must not route on the host;
   - ADD's configure batch: `container_lines`, lines in the container and
     the routes they add to the result;
   - ADD, once the container holds its addresses: `attach`, on the host;
@@ -24,6 +26,8 @@ of IPAM, and lives in operations' address step (dhcp.py).
 from __future__ import annotations
 
 from collections import namedtuple
+
+from .errors import INVALID_CONFIG, CniError
 
 
 class Call(namedtuple("Call", "run conf env")):
@@ -73,6 +77,10 @@ class Capability:
         """commands.SysctlWrite steps on the link before it is named and up."""
         return []
 
+    def admit(self, call: Call, ips: list[str], master_read: dict) -> None:
+        """Refuse, before the container holds them, addresses whose routes this capability must not add on
+        the host (a config, even a tenant's, must not take the node's own traffic)."""
+
     def container_lines(self, call: Call, ips: list[str], master_read: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The on-link routes the result gains, and the configure batch's lines."""
         return (), ()
@@ -95,3 +103,15 @@ class Capability:
         steps, nothing run: comments ("# …") and the steps the call would
         run. `master_read` and `ips` are plan's stand-ins for ADD."""
         return []
+
+
+def refuse_held(run, key: str, ips: list[str]) -> None:
+    """Refuse an address the host itself holds (on any interface): a route
+    on the host to a container would take the node's own traffic to it."""
+    import ipaddress
+    held = {ipaddress.ip_address(a.address) for a in run.host_addresses() if a.address}
+    taken = [a for a in ips if ipaddress.ip_interface(a).ip in held]
+    if taken:
+        raise CniError(INVALID_CONFIG, f"{key}: {', '.join(taken)} is an address of the host itself; a route to a "
+                       "container for it would take the node's own traffic to it, so nothing was added. Give the "
+                       "network an IPAM range that holds no address of the node's")

@@ -63,8 +63,12 @@ def load(data, stdin: bytes, command: str) -> NetConf:
     found = validation.check("netconf", data)
     if found and command not in TEARDOWN:
         raise CniError(INVALID_CONFIG, "invalid network configuration: " + "; ".join(found))
+    name = data.get("name", "")
     if found:
         data = usable(data)
+        # A name the schema refuses is still this network's, never another's: read as absent, it would be the
+        # unnamed networks' (state.network_key), and GC would collect their records.
+        name = name if isinstance(name, str) else json.dumps(name)
     version = data.get("cniVersion") or DEFAULT_VERSION
     _check_version(version, command)
     refused = refusal(data)
@@ -87,7 +91,7 @@ def load(data, stdin: bytes, command: str) -> NetConf:
     ipam = data.get("ipam") or {}
     return NetConf(
         cni_version=version,
-        name=data.get("name", ""),
+        name=name,
         type=data.get("type", ""),
         master=data.get("master", ""),
         mode=data.get("mode") or "l2",

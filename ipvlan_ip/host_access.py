@@ -46,7 +46,7 @@ import re
 import zlib
 
 from . import state
-from .capability import Call, Capability, CreateLines, SharedLink
+from .capability import Call, Capability, CreateLines, SharedLink, refuse_held
 from .commands import Command, LinkDelete, batch_line
 from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
@@ -405,6 +405,9 @@ class HostAccess(Capability):
         return SharedLink(lock, f"hostAccess: the host's link on {master!r}", claimed, created, lines,
                           f"hostAccess: under the lock {lock}, make the host's link {link_name(master)} unless it "
                           "exists (listed from a thread, no command); the master's addresses are read")
+
+    def admit(self, call: Call, ips: list[str], master_read: dict) -> None:
+        refuse_held(call.run, self.key, ips)
 
     def container_lines(self, call: Call, ips: list[str], master_read: dict):
         mac = master_read["address"] if call.conf.mode == "l2" else ""

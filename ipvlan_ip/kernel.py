@@ -18,7 +18,7 @@ import time
 from .commands import LinkDelete, LinkUp, Netns, Rename, SysctlWrite, netns_at
 from .echo import Echoed
 from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, TRY_AGAIN_LATER, CniError
-from .rtnetlink import NETLINK_ROUTE, NLM_F_REQUEST, DumpFailed, Link, addressed, links
+from .rtnetlink import NETLINK_ROUTE, NLM_F_REQUEST, Address, DumpFailed, Link, addressed, addresses, links, on_link
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703      # ioctl on an nsfs file: which kind of namespace it is (Linux 4.11)
@@ -148,9 +148,20 @@ class Kernel(Echoed):
 
     def addressed(self) -> set[int]:
         """The ifindex of each of the host's interfaces that the node gave an address of global scope."""
+        return self._host_dump(addressed, "the host's addresses")
+
+    def host_addresses(self) -> list[Address]:
+        """Every address the host holds, on any of its interfaces."""
+        return self._host_dump(addresses, "the host's addresses")
+
+    def on_link(self) -> list[tuple[int, str]]:
+        """(ifindex, prefix) of each of the host's main-table routes with no gateway."""
+        return self._host_dump(on_link, "the host's routes")
+
+    def _host_dump(self, dump, what: str):
         import socket
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-            return _whole(addressed, sock, "the host's addresses")
+            return _whole(dump, sock, what)
 
     def delete_link(self, step: LinkDelete) -> None:
         """Remove a link of the host's over rtnetlink (RTM_DELLINK), by the

@@ -50,6 +50,8 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
             _create(call, _master_from_ipam(found), target, made)
         addressing = Addressing(tuple(found["ips"]), tuple(found["routes"]))
         ips = [ipc["address"] for ipc in addressing.ips]
+        for capability in made.capabilities:
+            capability.admit(call, ips, made.master_read)
         on_link: list[str] = []
         extra: list[str] = []
         for capability in made.capabilities:

@@ -36,9 +36,9 @@ that its DEL leaves the new container's entry alone.
 from __future__ import annotations
 
 from . import state
-from .capability import Call, Capability
+from .capability import Call, Capability, refuse_held
 from .commands import Command, batch_line
-from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
+from .errors import INVALID_CONFIG, LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
 
 STATE = "/run/ipvlan-ip/proxy-neighbors"
@@ -106,6 +106,23 @@ class ProxyNeighbors(Capability):
 
     def wanted(self, conf) -> bool:
         return conf.proxy_neighbors
+
+    def admit(self, call: Call, ips: list[str], master_read: dict) -> None:
+        """Only addresses of the master's LAN: the host answers for them there,
+        and routes them through lo, which for any other address would take the
+        node's own traffic to it (the API server's, another node's)."""
+        import ipaddress
+        refuse_held(call.run, self.key, ips)
+        master, index = master_read["ifname"], master_read.get("ifindex", 0)
+        lans = [ipaddress.ip_network(prefix) for on, prefix in call.run.on_link() if on == index]
+        lans = [lan for lan in lans if lan.prefixlen and not lan.is_link_local]
+        outside = [a for a in ips if not any(ipaddress.ip_interface(a).ip in lan for lan in lans)]
+        if outside:
+            raise CniError(INVALID_CONFIG, f"proxyNeighbors: {', '.join(outside)} is not on the LAN of {master!r} "
+                           f"(the prefixes the host reaches on it directly: {', '.join(map(str, lans)) or 'none'}), "
+                           "so the host will not answer for it there, nor route it through lo; nothing was added. "
+                           "Give the network an IPAM range of that LAN, or tell the host the LAN's prefix (an "
+                           f"address on {master}, or ip route add PREFIX dev {master})")
 
     def attach(self, call: Call, master_read: dict, ips: list[str]) -> None:
         run, conf, env = call

@@ -16,7 +16,7 @@ from collections import namedtuple
 
 NETLINK_ROUTE, AF_UNSPEC = 0, 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR = 16, 18, 20, 22
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 18, 20, 22, 24, 26
 NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
 MSG_TRUNC = 0x20
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = \
@@ -25,6 +25,9 @@ IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_IPVLAN_MODE, IFLA_IPVLAN_FLAGS = 1, 2     # in an ipvlan link's IFLA_INFO_DATA
 IFLA_VLAN_ID = 1                               # in a VLAN link's
 RT_SCOPE_LINK = 253
+IFA_ADDRESS, IFA_LOCAL = 1, 2                  # in an address's answer
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE, RTA_VIA = 1, 4, 5, 15, 18     # in a route's
+RT_TABLE_MAIN, RTN_UNICAST = 254, 1
 
 MODES = {0: "l2", 1: "l3", 2: "l3s"}
 # The port's flag as the config names it; bridge is the kernel's 0.
@@ -136,10 +139,47 @@ def links(sock) -> list[Link]:
     return _dump(sock, RTM_GETLINK, struct.pack("BxHiII", AF_UNSPEC, 0, 0, 0, 0), RTM_NEWLINK, _link)
 
 
+class Address(namedtuple("Address", "index address prefixlen scope")):
+    """An address of an interface: `address` as text, `scope` the kernel's (RT_SCOPE_LINK: one it added)."""
+    __slots__ = ()
+
+
+def _address(data: bytes, pos: int, end: int) -> Address:
+    import socket
+    family, prefixlen, _, scope, index = struct.unpack_from("BBBBI", data, pos)     # struct ifaddrmsg
+    found = dict(_attributes(data, pos + 8, end))
+    raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS, b"")
+    return Address(index, socket.inet_ntop(family, raw) if raw else "", prefixlen, scope)
+
+
+def addresses(sock) -> list[Address]:
+    """Every address of the netns `sock` was made in."""
+    return _dump(sock, RTM_GETADDR, struct.pack("BBBBI", AF_UNSPEC, 0, 0, 0, 0), RTM_NEWADDR, _address)
+
+
 def addressed(sock) -> set[int]:
     """The ifindex of each interface that holds an address of global (or
     site) scope: the node put it there. A link-local one the kernel adds by itself."""
-    def index(data: bytes, pos: int, end: int):
-        # struct ifaddrmsg: family, prefixlen, flags, scope, then the ifindex
-        return struct.unpack_from("I", data, pos + 4)[0] if data[pos + 3] < RT_SCOPE_LINK else 0
-    return set(_dump(sock, RTM_GETADDR, struct.pack("BBBBI", AF_UNSPEC, 0, 0, 0, 0), RTM_NEWADDR, index)) - {0}
+    return {a.index for a in addresses(sock) if a.scope < RT_SCOPE_LINK}
+
+
+def _on_link(data: bytes, pos: int, end: int) -> tuple[int, str] | None:
+    """(ifindex, prefix) of a main-table unicast route with no gateway, else None."""
+    import socket
+    family, dst_len, _, _, table, _, _, kind = struct.unpack_from("BBBBBBBB", data, pos)     # struct rtmsg
+    found = dict(_attributes(data, pos + 12, end))
+    table = struct.unpack_from("I", found[RTA_TABLE])[0] if RTA_TABLE in found else table
+    if table != RT_TABLE_MAIN or kind != RTN_UNICAST or RTA_GATEWAY in found or RTA_VIA in found \
+            or RTA_OIF not in found or family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    raw = found.get(RTA_DST, b"")
+    dst = socket.inet_ntop(family, raw.ljust(4 if family == socket.AF_INET else 16, b"\0"))
+    return struct.unpack_from("I", found[RTA_OIF])[0], f"{dst}/{dst_len}"
+
+
+def on_link(sock) -> list[tuple[int, str]]:
+    """(ifindex, prefix) of each route of the main table that reaches its
+    destinations on the link itself, no gateway: what the node holds to be
+    on each link's LAN."""
+    body = struct.pack("BBBBBBBBI", AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
+    return [r for r in _dump(sock, RTM_GETROUTE, body, RTM_NEWROUTE, _on_link) if r is not None]

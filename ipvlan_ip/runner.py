@@ -82,18 +82,22 @@ class Runner(Kernel, State, Survey):
         return code, out
 
     def _execute(self, cmd: Command) -> tuple[int, str, str]:
+        """An `ip` holds the locks held now until it ends: killed halfway (a
+        runtime's timeout kills the plugin, not its children), the plugin
+        would leave it running, and a DEL that took the lock meanwhile would
+        clean up before it adds what it was adding, unrecorded."""
         self._announce(cmd)
         stdin = "".join(line + "\n" for line in cmd.batch).encode() if cmd.batch else b""
-        return self._spawn(cmd.argv, f"`{shell_line(cmd)}`", stdin, LINK_FAILURE)
+        return self._spawn(cmd.argv, f"`{shell_line(cmd)}`", stdin, LINK_FAILURE, pass_fds=self.held)
 
     def _spawn(self, argv, what: str, stdin: bytes, failure_code: int, env=None,
-               stderr=subprocess.PIPE) -> tuple[int, str, str]:
+               stderr=subprocess.PIPE, pass_fds: tuple[int, ...] = ()) -> tuple[int, str, str]:
         """Run argv to its end, or kill its process group after self.timeout
         seconds (an IPAM plugin may have children of its own)."""
         start = time.monotonic()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                    env=env, start_new_session=True)
+                                    env=env, start_new_session=True, pass_fds=pass_fds)
         except FileNotFoundError as e:
             raise CniError(failure_code, f"{argv[0]} is not installed") from e
         except OSError as e:

@@ -51,6 +51,8 @@ class State:
     """The Runner's records and locks (runner.py composes them)."""
     echo: Echo
     timeout: float
+    # The descriptors of the locks held now: each `ip` the runner starts holds them too (runner.py says why).
+    held: tuple[int, ...] = ()
 
     @contextlib.contextmanager
     def exclusive(self, path: str, create: bool = False, shared: bool = False, patience: float = 1.0):
@@ -96,8 +98,10 @@ class State:
             if gate >= 0:
                 os.close(gate)
                 gate = -1
+            self.held = (*self.held, fd)
             yield
         finally:
+            self.held = tuple(held for held in self.held if held != fd)
             os.close(fd)
             if gate >= 0:
                 os.close(gate)
