@@ -131,6 +131,8 @@ def kernel_part(cycles: int, links: int) -> dict:
         sh("ip", "link", "add", routed, "type", "veth", "peer", "name", routed + "p")
         sh("ip", "link", "set", routed, "up")
         sh("sysctl", "-qw", f"net.ipv4.conf.{routed}.forwarding=1")
+        # The containers' subnet is on its LAN, as proxyNeighbors asks (the host answers only for those).
+        sh("ip", "route", "add", "10.123.0.0/16", "dev", routed)
         for ns in netns.values():
             sh("ip", "netns", "add", ns)
         try:

@@ -349,7 +349,7 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
                                 "hostAccess: removing its host routes")
     in_use = _in_use(run)
     for link, interface in run.interfaces(None).items():
-        if _LINK.fullmatch(link) and interface.kind == "ipvlan" and link not in in_use:
+        if is_host_link(link) and interface.kind == "ipvlan" and link not in in_use:
             try:
                 with run.exclusive(lock_path(link), create=True):
                     if link not in _in_use(run):     # an ADD may have claimed it meanwhile
@@ -368,6 +368,10 @@ def remove_link(run, link: str) -> None:
 
 
 _LINK = re.compile(r"ipvh[0-9a-f]{8}")
+
+
+def is_host_link(name: str) -> bool:
+    return bool(_LINK.fullmatch(name))
 
 
 def _in_use(run) -> set[str]:

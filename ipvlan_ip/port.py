@@ -104,7 +104,8 @@ def settle(run, device: str, netns: Netns | None, mode: str, flag: str, exclusiv
     differ: the new link would change them for every other."""
     found = carried(run, device, netns)
     if found and (found[1].mode, found[1].flag) != (mode, flag or "bridge"):
-        raise CniError(MASTER_FAILURE, refusal(device, found[1], found[0], mode, flag or "bridge"))
+        carrying = [(where, link) for where, link in stacked(run, device, netns) if link.kind in PORT_KINDS]
+        raise CniError(MASTER_FAILURE, refusal(device, found[1], carrying, mode, flag or "bridge"))
     return (found is None) == exclusive
 
 
@@ -113,11 +114,16 @@ def remember(run, device: str, where: str) -> None:
     run.save_record(hint_path(device), {"netns": where})
 
 
-def refusal(device: str, link: Link, where: str, mode: str, flag: str) -> str:
+def refusal(device: str, link: Link, carrying: list[tuple[str, Link]], mode: str, flag: str) -> str:
+    """Why a link in `mode` and `flag` may not go on `device`, naming every link that carries its settings."""
+    from .host_access import is_host_link  # the refusal's alone
     keys = [f'"mode": "{link.mode}"'] if link.mode != mode else []
     keys += [f'"flag": "{link.flag}"'] if link.flag != flag else []
-    return (f"master {device!r} carries ipvlan links in mode {link.mode}, flag {link.flag} ({link.name} in "
-            f"{where}, and maybe more); the kernel keeps one mode and one flag per master, and a link in mode "
+    named = ", ".join(f"{on.name} in {where}" + (" (hostAccess's host link: it goes with the last container of "
+                                                 "its network)" if is_host_link(on.name) else "")
+                      for where, on in carrying)
+    return (f"master {device!r} carries ipvlan links in mode {link.mode}, flag {link.flag} ({named}); "
+            f"the kernel keeps one mode and one flag per master, and a link in mode "
             f"{mode}, flag {flag} would switch every link on it, so nothing was made. Set {' and '.join(keys)} "
             "in this network's config, or give it a master of its own (another NIC, or a VLAN of this one: "
             "\"vlan\": N)")

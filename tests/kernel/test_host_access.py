@@ -107,8 +107,9 @@ def test_the_host_and_its_containers_reach_each_other(mode, net, make_lan, make_
     for ns, result in zip(containers, results):
         ok(call_plugin("DEL", {**conf, "prevResult": result}, f"/run/netns/{ns}", container_id=ns))
     assert host_routes(lan.master) == [] and reservations(ipam_dir) == []
-    # The host's link outlives its last container's DEL (an ADD may be about to route through it): GC removes it.
-    assert host_access.link_name(lan.master) in [link["ifname"] for link in ipj("link", "show")]
+    # The host's link goes with its last container's DEL: idle, it would hold the master's mode against every
+    # other network (issue 48), and runtimes rarely call GC.
+    assert host_access.link_name(lan.master) not in [link["ifname"] for link in ipj("link", "show")]
 
 
 @pytest.mark.parametrize("mode, net", [("l2", "10.106"), ("l3", "10.108")])

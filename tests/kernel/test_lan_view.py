@@ -208,13 +208,15 @@ def test_router_advertisements_give_addresses_only_with_ipv6_slaac_each_its_own(
         ok(call_plugin("CHECK", {**plain, "prevResult": results[ns]}, f"/run/netns/{ns}", container_id=ns))
     # Advertisements let in by hand after all: the address they give is drift that CHECK names.
     ns = without[0]
-    ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1")
+    ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0", "net.ipv6.conf.eth0.accept_ra=1")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not slaac_addresses(ns, prefix):
         time.sleep(0.5)
     drifted = call_plugin("CHECK", {**plain, "prevResult": results[ns]}, f"/run/netns/{ns}", container_id=ns)
     assert drifted.code == 1 and drifted.out["code"] == 102, drifted.stdout
-    assert f"{slaac_addresses(ns, prefix)[0]} from a router advertisement" in drifted.out["details"]
+    # An IPv4 network: IPv6 itself is the first drift CHECK names, with the address it took.
+    details = drifted.out["details"]
+    assert "IPv6 is on for 'eth0'" in details and slaac_addresses(ns, prefix)[0] in details
     for ns in [*without, *withkey]:
         ok(call_plugin("DEL", plain if ns in without else slaac, f"/run/netns/{ns}", container_id=ns))
     assert reservations(ipam_dir) == []
@@ -229,6 +231,12 @@ def test_proxy_neighbors_on_a_vlan_answer_on_the_vlan_link(make_tagged_lan, make
     link = vlan.link_name(lan.master, 20)
     subprocess.run(["sysctl", "-qw", f"net/ipv4/conf/{link}/forwarding=1"], check=True)
     conf = lan.conf(ipam_dir, first=50, last=99, mode="l3s", proxyNeighbors=True)
+    # The host holds no address on the VLAN link: until it is told the LAN's prefix there, the addresses are
+    # refused (a /32 through lo for just any address would take the node's own traffic to it).
+    refused = call_plugin("ADD", conf, f"/run/netns/{near}", container_id=near)
+    assert refused.code == 1 and refused.out["code"] == 7 and f"not on the LAN of {link!r}" in refused.out["details"]
+    assert through_lo(lan.net) == [] and links_in(near) == ["lo"]
+    ip("route", "add", f"{lan.net}.0.0/24", "dev", link)
     address = bare(ok(call_plugin("ADD", conf, f"/run/netns/{near}", container_id=near)))[0]
     assert proxied(link) == [address] and pings(address, lan.lans[20])
     assert tcp(near, lan.lans[20], address, 8000 + 222) == "hello"
