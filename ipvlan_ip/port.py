@@ -86,7 +86,10 @@ def carried(run, device: str, netns: Netns | None) -> tuple[str, Link] | None:
     """An ipvlan link on `device` (every one reports the same mode and flag:
     the port's), and the netns it is in; None when there is none. Looked for
     where the hint says first."""
-    hint = run.load_record(hint_path(device)) or {}
+    try:
+        hint = run.load_record(hint_path(device)) or {}
+    except state.RecordUnreadable:      # only a hint: written anew below
+        hint = {}
     for where, link in stacked(run, device, netns, first=hint.get("netns", "")):
         if link.kind in PORT_KINDS:
             if where != hint.get("netns"):

@@ -99,3 +99,64 @@ def test_ipam_printing_garbage_is_an_ipam_error_and_released():
     error = json.loads(out.getvalue())
     assert error["code"] == 101 and "no JSON result" in error["details"]
     assert instances[0].calls[-1] == "/usr/lib/cni/host-local DEL"
+
+
+def test_del_goes_on_past_a_lock_it_cannot_open_and_a_record_it_cannot_read_and_releases_the_address(capsys):
+    """Neither mends itself by waiting, and a DEL that fails keeps the pod for nothing (issue 48)."""
+    from contextlib import nullcontext
+
+    from ipvlan_ip.state import LockUnavailable, RecordUnreadable
+
+    class Broken(FakeRunner):
+        def load_record(self, path):
+            if "/host-access/" in path:
+                return {"master": "eth0", "link": "ipvh00000000", "routes": ["10.0.0.2/32"], "neighbours": []}
+            if "/vlan/" in path:
+                raise RecordUnreadable(path, ValueError("Expecting value"))
+            return None
+
+        def exclusive(self, path, create=False, shared=False, patience=1.0):
+            if "ipvh" in path:
+                raise LockUnavailable(path, OSError(28, "No space left on device"))
+            return nullcontext()
+
+        def run_plugin(self, path, env, stdin):
+            self.calls.append(f"{path} {env['CNI_COMMAND']}")
+            return 0, ""
+    runners: list = []
+    out = io.StringIO()
+    code = plugin.main({**ENV, "CNI_COMMAND": "DEL", "IPVLAN_IP_DEBUG": "1"}, CONF, out,
+                       make_runner=lambda echo, timeout: runners.append(Broken(echo, timeout)) or runners[-1])
+    assert (code, out.getvalue()) == (0, "")
+    assert runners[0].calls[-1] == "/usr/lib/cni/host-local DEL"
+    said = capsys.readouterr().err
+    assert "DEL went on past a step it could not take: could not open the lock file" in said
+    assert "DEL went on past a step it could not take: the record" in said and "cannot be read" in said
+
+
+def test_a_rollback_goes_on_past_any_error_of_a_step_and_releases_the_address():
+    make, instances = failing_at("configure")
+    conf = json.dumps({**json.loads(CONF), "hostAccess": True}).encode()
+    runners = []
+
+    def broken(echo, timeout):
+        runner = make(echo, timeout)
+        read = runner.run_batch
+
+        def run_batch(cmd):     # the master as the host, with an address on it, reads it
+            docs, failures = read(cmd)
+            for doc in docs[:1] if cmd.batch[-1].startswith("link add") else ():
+                doc[0].update(address="aa:bb:cc:dd:ee:ff",
+                              addr_info=[{"local": "10.9.0.1", "prefixlen": 24, "scope": "global"}])
+            return docs, failures
+
+        def load_record(path):      # not a CniError: it once ended the rollback before the release
+            if "/host-access/" in path:
+                raise OSError(5, "Input/output error")
+        runner.run_batch, runner.load_record, runner.host_addresses = run_batch, load_record, list
+        runners.append(runner)
+        return runner
+    out = io.StringIO()
+    assert plugin.main(ENV, conf, out, make_runner=broken) == 1
+    assert "Permission denied" in json.loads(out.getvalue())["details"]
+    assert runners[0].calls[-1] == "/usr/lib/cni/host-local DEL"

@@ -5,6 +5,7 @@ records, written so that no reader sees half of one."""
 
 import contextlib
 import fcntl
+import os
 import threading
 import time
 
@@ -121,3 +122,24 @@ def test_a_record_being_written_is_never_read_as_one_and_any_record_name_is(tmp_
     (tmp_path / "net" / ".c2:eth0.123").write_text("{half written")
     assert runner.load_records(str(tmp_path)) == {"net/c1:eth0.tmp": {"routes": []}}
     assert sorted(p.name for p in (tmp_path / "net").iterdir()) == [".c2:eth0.123", "c1:eth0.tmp"]
+
+
+def test_a_lock_for_the_longest_network_name_is_a_real_one(tmp_path, monkeypatch):
+    """`ipam-NAME.lock.gate` for a 253-character name is longer than a file name may be: such a lock was
+    once no lock at all (issue 48)."""
+    from ipvlan_ip import ipam, state
+    monkeypatch.setattr(state, "LOCKS", str(tmp_path))
+    path = ipam.turn_path("n" * 253)
+    holder, other = Runner(timeout=0.2), Runner(timeout=0.2)
+    with holder.exclusive(path, create=True), pytest.raises(CniError) as raised, other.exclusive(path, create=True):
+        pass
+    assert raised.value.code == 11 and "still running" in raised.value.details
+    assert all(len(name) <= 255 for name in os.listdir(tmp_path))
+
+
+def test_a_lock_file_that_cannot_be_opened_fails_the_call(tmp_path):
+    from ipvlan_ip.state import LockUnavailable
+    (tmp_path / "locks").write_text("a file where the dir should be")
+    with pytest.raises(LockUnavailable) as raised, Runner().exclusive(str(tmp_path / "locks" / "x.lock"), create=True):
+        pytest.fail("ran unlocked")
+    assert raised.value.code == 11 and "could not open the lock file" in raised.value.details
