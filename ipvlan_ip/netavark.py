@@ -129,10 +129,14 @@ def _typed(option: str, value: str):
         except ValueError:
             raise Refused(f"-o {option}={value}: a whole number is needed") from None
     if option in SWITCHES:
-        if value not in ("true", "false"):
+        if value not in TRUE + FALSE:
             raise Refused(f"-o {option}={value}: true or false")
-        return value == "true"
+        return value in TRUE
     return value
+
+
+# What podman's own boolean options take (Go's strconv.ParseBool).
+TRUE, FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
 
 
 # ---------------------------------------------------------------- setup, teardown

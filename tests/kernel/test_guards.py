@@ -24,25 +24,28 @@ import pytest
 
 from ipvlan_ip import host_access, ipam, port, proxy_neighbors, state, vlan
 
-from .conftest import PLUGIN, call_plugin, ip, ipj, reservations
+from . import test_vlan
+from .conftest import PLUGIN, call_plugin, ip, ipj, reservations, unique
 from .test_lan_view import forward, proxied, through_lo
 from .test_plugin import host_local, link_in, links_in, netconf, ok
 from .test_sharing import network, settings
 from .test_vlan import killing_ip
 
+make_tagged_lan = test_vlan.make_tagged_lan     # the fixture
+
 
 class Node(NamedTuple):
-    ns: str         # the node's netns: lo, then its NIC nic0 at ifindex 2
+    ns: str         # the node's netns: its first link is its NIC nic0 (ifindex 2, or the next after the
+                    # fallback devices of tunnel drivers the kernel has loaded: a pod's first link's too)
     plugin: str     # the plugin, run inside it
 
 
 @pytest.fixture
 def node(make_netns, tmp_path) -> Node:
     ns = make_netns()
-    ip("link", "add", "nic0", "type", "veth", "peer", "name", "wire0", ns=ns)
+    ip("link", "add", "wire0", "type", "veth", "peer", "name", "nic0", ns=ns)     # veth makes the peer first
     for name in ("nic0", "wire0"):
         ip("link", "set", name, "up", ns=ns)
-    assert ipj("link", "show", "dev", "nic0", ns=ns)[0]["ifindex"] == 2
     launcher = tmp_path / "on-the-node"
     launcher.write_text(f'#!/bin/sh\nexec ip netns exec {ns} {PLUGIN} "$@"\n')
     launcher.chmod(0o755)
@@ -69,7 +72,8 @@ def test_a_pods_first_link_at_the_nics_own_ifindex_still_holds_the_masters_flag(
     a1, a2, b = make_netns(), make_netns(), make_netns()
     for ns in (a1, a2):
         add(private, ns, node.plugin)
-    assert link_in(a1)["ifindex"] == 2 == link_in(a1)["link_index"]
+    nic = ipj("link", "show", "dev", "nic0", ns=node.ns)[0]["ifindex"]
+    assert link_in(a1)["ifindex"] == nic == link_in(a1)["link_index"]
     details = refused(network("nic0", tmp_path / "b", "node-open", 52), b, 103, node.plugin)
     assert "carries ipvlan links in mode l2, flag private" in details and links_in(b) == ["lo"]
     assert settings(a1) == settings(a2) == ("l2", "private")
@@ -82,8 +86,8 @@ def test_a_vlan_link_stays_under_a_pod_link_that_repeats_its_ifindex(node, make_
     x1, y1 = make_netns(), make_netns()
     add(tagged, x1, node.plugin)
     made = ipj("link", "show", "dev", "nic0.20", ns=node.ns)[0]["ifindex"]
-    for pad in range(2, made):      # y1's next link takes the VLAN link's ifindex
-        ip("link", "add", f"pad{pad}", "type", "dummy", ns=y1)
+    while max(found["ifindex"] for found in ipj("link", "show", ns=y1)) < made - 1:     # y1's next link: `made`
+        ip("link", "add", unique("pad"), "type", "dummy", ns=y1)
     direct = network("nic0.20", tmp_path / "y", "node-direct", 54)
     add(direct, y1, node.plugin)
     assert link_in(y1)["ifindex"] == made == link_in(y1)["link_index"]
@@ -235,6 +239,9 @@ def test_a_bridge_port_and_an_ipvtap_link_count_as_using_their_links(make_tagged
     a, b = make_netns(), make_netns()
     add(conf, a)
     link = vlan.link_name(lan.master, 20)
+    # The container went without its DEL, its link with it: the node's owner may then bridge the VLAN link
+    # (a bridge or bond cannot take a device that ipvlan links stand on) before the runtime's late DEL.
+    ip("netns", "del", a)
     ip("link", "add", "br62", "type", "bridge")
     try:
         ip("link", "set", link, "master", "br62")

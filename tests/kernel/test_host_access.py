@@ -182,9 +182,9 @@ def test_check_gc_and_rollback_keep_the_host_side_right(make_lan, make_netns, ip
 
     ok(call_plugin("DEL", {**conf, "prevResult": results[kept]}, f"/run/netns/{kept}", container_id=kept))
     ok(call_plugin("DEL", conf, f"/run/netns/{gone}", container_id=gone))
-    # With no attachment left, GC removes the host's link too.
-    ok(call_plugin("GC", {**gc_conf, "cni.dev/valid-attachments": []}, "", ifname=None, container_id=None))
+    # The last DEL took the host's link (its record was the last to name it); GC finds nothing more.
     assert link not in [shown["ifname"] for shown in ipj("link", "show")]
+    ok(call_plugin("GC", {**gc_conf, "cni.dev/valid-attachments": []}, "", ifname=None, container_id=None))
     assert reservations(ipam_dir) == []
 
 

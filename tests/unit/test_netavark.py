@@ -49,6 +49,14 @@ def test_create_refuses_a_bad_option_naming_it(options, says):
     assert code == 1 and says in answer["error"], answer
 
 
+@pytest.mark.parametrize("value, on", [("true", True), ("1", True), ("TRUE", True), ("false", False), ("0", False),
+                                       ("F", False)])
+def test_a_switch_is_read_as_podmans_own_boolean_options_are(value, on):
+    code, answer = call(["create"], {**NETWORK, "options": {"parent": "eth0", "host_access": value}})
+    assert code == 0, answer
+    assert netavark.netconf(answer)["hostAccess"] is on
+
+
 @pytest.mark.parametrize("edit, says", [
     ({"options": {}}, "name the master: -o parent="),
     ({"subnets": []}, "--subnet"),
