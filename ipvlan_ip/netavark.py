@@ -29,8 +29,12 @@ API_VERSION = "1.0.0"
 # podman's option names, and the config keys they set: podman's own names where it has one.
 OPTIONS = {"parent": "master", "mode": "mode", "flag": "flag", "mtu": "mtu", "vlan": "vlan",
            "host_access": "hostAccess", "proxy_neighbors": "proxyNeighbors", "debug": "debug", "log_file": "logFile"}
-NUMBERS = ("mtu", "vlan")
-SWITCHES = ("host_access", "proxy_neighbors", "debug")
+NUMBERS = ("mtu", "vlan", "metric")
+SWITCHES = ("host_access", "proxy_neighbors", "debug", "no_default_route")
+# podman's own options for every driver, which shape the routes podman's addresses come with, not the config.
+ROUTING = ("metric", "no_default_route")
+# The host's interfaces, by name (read as a name, a look-up loads no module).
+SYS_NET = "/sys/class/net"
 # Where the CNI dhcp plugin is looked for, as the CNI bin dirs of Debian's package and of upstream's.
 CNI_PATH = "/usr/lib/cni:/opt/cni/bin"
 
@@ -46,6 +50,10 @@ def main(argv: list[str], stdin=None, stdout=None) -> int:
         answer = _answer(argv, stdin.read())
     except Refused as e:
         answer = {"error": f"ipvlan-ip: {e}"}
+    except Exception as e:      # never a traceback: netavark reads stdout as JSON, and would say "EOF"
+        verb = argv[0] if argv else ""
+        answer = {"error": f"ipvlan-ip: {verb} failed on what podman sent ({type(e).__name__}: {e}); check the "
+                           "network (podman network inspect), or report it with that output"}
     if answer is not None:
         stdout.write(json.dumps(answer) + "\n")
     stdout.flush()
@@ -79,13 +87,25 @@ def create(network: dict) -> dict:
     parent = options.pop("parent", "")
     if parent and network.get("network_interface") and parent != network["network_interface"]:
         raise Refused(f"-o parent={parent} and --interface-name={network['network_interface']} name two masters")
+    driver = (network.get("ipam_options") or {}).get("driver") or "host-local"
+    # No aardvark-dns runs for a plugin's network (netavark starts it for its own drivers alone): saying
+    # otherwise would have podman add gateways, and take --dns, for nothing.
     checked = {**network, "network_interface": parent or network.get("network_interface") or "",
-               "options": options}
+               "options": options, "dns_enabled": False, "ipam_options": {**(network.get("ipam_options") or {}),
+                                                                          "driver": driver}}
+    if network.get("network_dns_servers"):
+        raise Refused("--dns: no DNS server runs for an ipvlan-ip network, so the containers would never be "
+                      "given it; set it per container (podman run --dns) instead")
     netconf(checked)
     if not checked["network_interface"]:
         # The default-route interface, as the CNI path picks it, but named now: it must not change under the network.
         raise Refused("name the master: -o parent=DEVICE (or --interface-name DEVICE)")
-    driver = (network.get("ipam_options") or {}).get("driver", "host-local")
+    if not os.path.exists(f"{SYS_NET}/{checked['network_interface']}"):
+        raise Refused(f"-o parent={checked['network_interface']}: the host has no such interface (ip link show)")
+    for route in network.get("routes") or []:
+        if route.get("route_type") not in (None, "", "unicast"):
+            raise Refused(f"--route {route.get('destination')}: a {route['route_type']} route cannot be given to "
+                          "a container through ipvlan-ip, only a unicast one")
     if driver not in ("host-local", "dhcp", ""):
         raise Refused(f"--ipam-driver {driver}: ipvlan-ip takes podman's own addresses (host-local, the default) "
                       "or dhcp")
@@ -96,21 +116,35 @@ def create(network: dict) -> dict:
     return checked
 
 
-def netconf(network: dict, ips: dict | None = None) -> dict:
+def netconf(network: dict, ips: dict | None = None, teardown: bool = False) -> dict:
     """The CNI config a network stands for, checked as a CNI config is:
     Refused names the podman option at fault. `ips`, a CNI result, gives
-    the container's addresses as a chained plugin's prevResult."""
+    the container's addresses as a chained plugin's prevResult. For
+    `teardown`, nothing is refused: DEL must run for a network that this
+    version would not create (an option an upgrade refuses), as the CNI
+    path's DEL runs for a config ADD refuses, and what it cannot read it
+    leaves out."""
     from . import config, validation
     conf: dict = {"cniVersion": "1.0.0", "name": network.get("name", ""), "type": "ipvlan-ip",
                   "master": network.get("network_interface") or ""}
     for option, value in (network.get("options") or {}).items():
-        if option not in OPTIONS:
-            raise Refused(f"unknown option -o {option}: ipvlan-ip takes {', '.join(f'-o {o}' for o in OPTIONS)}")
-        conf[OPTIONS[option]] = _typed(option, value)
+        if option in ROUTING:
+            _typed(option, value)
+        elif option in OPTIONS:
+            try:
+                conf[OPTIONS[option]] = _typed(option, value)
+            except Refused:
+                if not teardown:
+                    raise
+        elif not teardown:
+            raise Refused(f"unknown option -o {option}: ipvlan-ip takes "
+                          f"{', '.join(f'-o {o}' for o in (*OPTIONS, *ROUTING))}")
     if (network.get("ipam_options") or {}).get("driver") == "dhcp":
         conf["ipam"] = {"type": "dhcp"}
     if ips is not None:
         conf["prevResult"] = ips
+    if teardown:
+        return conf
     names = {key: option for option, key in OPTIONS.items()}
     for problem in validation.problems("netconf", conf):
         key = problem.split(":")[0].removeprefix("$.").split(".")[0]
@@ -125,9 +159,12 @@ def _typed(option: str, value: str):
     """podman's option values are strings; the config's are typed."""
     if option in NUMBERS:
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
+            number = -1
+        if number < 0:
             raise Refused(f"-o {option}={value}: a whole number is needed") from None
+        return number
     if option in SWITCHES:
         if value not in TRUE + FALSE:
             raise Refused(f"-o {option}={value}: true or false")
@@ -145,10 +182,12 @@ def run(verb: str, netns: str, exec_: dict) -> dict | None:
     """setup: ADD, and its result as a status block; teardown: DEL."""
     from .plugin import main as plugin_main
     network, options = exec_.get("network") or {}, exec_.get("network_options") or {}
-    if verb == "setup" and options.get("static_mac"):
-        raise Refused("--mac-address: an ipvlan link carries its master's MAC, so it cannot have one of its own")
-    dhcp = (network.get("ipam_options") or {}).get("driver") == "dhcp"
-    conf = netconf(network, None if dhcp else assigned(network, options))
+    if verb == "setup":
+        _own_mac(network, options.get("static_mac") or "")
+        dhcp = (network.get("ipam_options") or {}).get("driver") == "dhcp"
+        conf = netconf(network, None if dhcp else assigned(network, options))
+    else:       # podman tears down even after its own IPAM lost the container's addresses: DEL needs none
+        conf = netconf(network, teardown=True)
     environ = {"CNI_COMMAND": "ADD" if verb == "setup" else "DEL", "CNI_CONTAINERID": exec_.get("container_id", ""),
                "CNI_NETNS": netns, "CNI_IFNAME": options.get("interface_name", ""),
                "CNI_PATH": os.environ.get("CNI_PATH", CNI_PATH),
@@ -162,13 +201,36 @@ def run(verb: str, netns: str, exec_: dict) -> dict | None:
     return status(answer) if verb == "setup" else None
 
 
+def _own_mac(network: dict, mac: str) -> None:
+    """A MAC podman asks for: `podman network reload` and `container restore`
+    ask for the one the status block gave, which is the master's (an ipvlan
+    link carries its master's); any other cannot be had."""
+    if not mac:
+        return
+    master = network.get("network_interface") or ""
+    try:
+        with open(f"{SYS_NET}/{master}/address") as f:
+            own = f.read().strip()
+    except OSError:
+        own = ""
+    if mac.lower() != own.lower():
+        raise Refused(f"--mac-address {mac}: an ipvlan link carries its master's MAC ({master}'s is "
+                      f"{own or 'unknown: no such interface'}), so it cannot have another")
+
+
 def assigned(network: dict, options: dict) -> dict:
     """The addresses podman's IPAM gave the container, as a CNI 1.0.0
     result: each in its subnet's prefix, with its gateway; a default route
-    per family through it unless the network is --internal, and the
-    network's --route ones."""
+    per family through it unless the network is --internal or
+    -o no_default_route (with -o metric's metric), and the network's
+    --route ones."""
     import ipaddress
-    subnets = [(ipaddress.ip_network(s["subnet"]), s.get("gateway")) for s in network.get("subnets") or []]
+    routing = {option: _typed(option, value) for option, value in (network.get("options") or {}).items()
+               if option in ROUTING}
+    try:
+        subnets = [(ipaddress.ip_network(s["subnet"]), s.get("gateway")) for s in network.get("subnets") or []]
+    except ValueError as e:     # a network file edited by hand
+        raise Refused(f"the network's subnet: {e}; fix it in the network's file, or create the network again") from e
     ips, routes = [], []
     for address in options.get("static_ips") or []:
         ip = ipaddress.ip_address(address)
@@ -177,8 +239,9 @@ def assigned(network: dict, options: dict) -> dict:
             raise Refused(f"{address} is in none of the network's subnets")
         net, gateway = found
         ips.append({"address": f"{ip}/{net.prefixlen}", **({"gateway": gateway} if gateway else {})})
-        if gateway and not network.get("internal"):
-            routes.append({"dst": "0.0.0.0/0" if ip.version == 4 else "::/0", "gw": gateway})
+        if gateway and not network.get("internal") and not routing.get("no_default_route"):
+            routes.append({"dst": "0.0.0.0/0" if ip.version == 4 else "::/0", "gw": gateway,
+                           **({"priority": routing["metric"]} if "metric" in routing else {})})
     if not ips:
         raise Refused("podman assigned the container no address on this network")
     for route in network.get("routes") or []:

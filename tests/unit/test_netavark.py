@@ -17,6 +17,17 @@ NETWORK = {"name": "lan", "id": "2f25", "driver": "ipvlan-ip", "network_interfac
            "options": {"parent": "eth0", "mode": "l2"}}
 
 
+MASTER_MAC = "52:54:00:12:34:56"
+
+
+@pytest.fixture(autouse=True)
+def host(tmp_path, monkeypatch):
+    """A host whose one interface is eth0, with MASTER_MAC."""
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "address").write_text(MASTER_MAC + "\n")
+    monkeypatch.setattr(netavark, "SYS_NET", str(tmp_path))
+
+
 def call(argv: list[str], stdin: dict | None = None) -> tuple[int, dict]:
     out = io.StringIO()
     code = netavark.main(argv, io.BytesIO(json.dumps(stdin).encode() if stdin is not None else b""), out)
@@ -102,3 +113,69 @@ def test_the_cni_result_becomes_the_status_block_podman_inspect_shows():
         "dns_search_domains": [], "dns_server_ips": [],
         "interfaces": {"eth0": {"mac_address": "52:54:00:12:34:56",
                                 "subnets": [{"ipnet": "10.1.2.5/24", "gateway": "10.1.2.1"}]}}}
+
+
+def test_setup_takes_the_masters_own_mac_as_reload_and_restore_ask_for_it_and_refuses_another():
+    """`podman network reload` and `container restore` set the network up again with the MAC of the
+    status block, the master's (issue 50)."""
+    network = {**NETWORK, "network_interface": "eth0"}
+    netavark._own_mac(network, MASTER_MAC.upper())
+    netavark._own_mac(network, "")
+    with pytest.raises(netavark.Refused, match=f"eth0's is {MASTER_MAC}"):
+        netavark._own_mac(network, "aa:bb:cc:dd:ee:ff")
+
+
+@pytest.mark.parametrize("network_options", [
+    {"interface_name": "eth0"},                                          # podman's IPAM lost the addresses
+    {"interface_name": "eth0", "static_ips": ["10.9.9.9"]},              # in none of the subnets
+])
+@pytest.mark.parametrize("options", [{"mode": "l2"}, {"mode": "l4", "colour": "blue", "mtu": "big"}])
+def test_teardown_refuses_nothing_so_that_del_always_runs(network_options, options):
+    network = {**NETWORK, "network_interface": "eth0", "options": options}
+    conf = netavark.netconf(network, teardown=True)
+    assert conf["master"] == "eth0" and "prevResult" not in conf and "colour" not in conf
+    exec_ = {"container_id": "gone1", "network": network, "network_options": network_options}
+    out = io.StringIO()     # DEL completes: nothing of this container is there; teardown prints nothing then
+    assert netavark.main(["teardown", "/run/netns/no-such-netns-of-a-test"],
+                         io.BytesIO(json.dumps(exec_).encode()), out) == 0, out.getvalue()
+    assert out.getvalue() == ""
+
+
+def test_create_says_no_dns_runs_fills_the_ipam_driver_and_checks_the_parent_and_the_routes():
+    code, answer = call(["create"], {**NETWORK, "dns_enabled": True, "ipam_options": {}})
+    assert code == 0 and answer["dns_enabled"] is False and answer["ipam_options"]["driver"] == "host-local"
+    for edit, says in (({"network_dns_servers": ["10.1.2.53"]}, "--dns: no DNS server runs"),
+                       ({"options": {"parent": "eht1"}}, "-o parent=eht1: the host has no such interface"),
+                       ({"routes": [{"destination": "10.9.0.0/16", "route_type": "blackhole"}]},
+                        "a blackhole route cannot be given")):
+        code, answer = call(["create"], {**NETWORK, **edit})
+        assert code == 1 and says in answer["error"], answer
+
+
+def test_docs_podman_quotes_what_create_prints_for_a_bad_mode():
+    from pathlib import Path
+    code, answer = call(["create"], {**NETWORK, "options": {"parent": "eth0", "mode": "l4"}})
+    page = (Path(__file__).resolve().parents[2] / "docs" / "podman.md").read_text()
+    assert code == 1 and f"`{answer['error']}`" in page
+
+
+def test_metric_and_no_default_route_shape_the_default_routes_as_podmans_own_drivers_do():
+    network = {**NETWORK, "network_interface": "eth0", "options": {"mode": "l2", "metric": "150"}}
+    routes = netavark.assigned(network, {"static_ips": ["10.1.2.5", "fd00:1::5"]})["routes"]
+    assert routes == [{"dst": "0.0.0.0/0", "gw": "10.1.2.1", "priority": 150},
+                      {"dst": "::/0", "gw": "fd00:1::1", "priority": 150}]
+    network["options"] = {"no_default_route": "1"}
+    assert netavark.assigned(network, {"static_ips": ["10.1.2.5"]})["routes"] == []
+    options = {"parent": "eth0", "metric": "150", "no_default_route": "0"}
+    code, answer = call(["create"], {**NETWORK, "options": options})
+    assert code == 0 and answer["options"] == {"metric": "150", "no_default_route": "0"}
+
+
+@pytest.mark.parametrize("exec_, says", [
+    ({"network": {**NETWORK, "network_interface": "eth0", "subnets": [{"subnet": "10.1.2.5/24"}]},
+      "network_options": {"interface_name": "eth0", "static_ips": ["10.1.2.5"]}}, "the network's subnet"),
+    ({"network": "not an object"}, "setup failed on what podman sent (AttributeError"),
+])
+def test_any_failure_is_an_answer_netavark_can_read(exec_, says):
+    code, answer = call(["setup", "/run/netns/x"], exec_)
+    assert code == 1 and says in answer["error"], answer
