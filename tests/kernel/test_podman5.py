@@ -10,6 +10,7 @@ test is one scenario. The commands and what podman printed go to
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,32 @@ def test_podman5_takes_a_lease_from_the_lans_dhcp_server(podman5, make_dhcp_lan)
     podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", lan.server)
     assert gone(podman5, c)
     released_within(lan, 20)
+
+
+def routes_in(container: dict) -> list[dict]:
+    sandbox = container["NetworkSettings"]["SandboxKey"]
+    shown = subprocess.run(["nsenter", f"--net={sandbox}", "ip", "-j", "route", "show", "default"],
+                           capture_output=True, text=True, check=True)
+    return json.loads(shown.stdout)
+
+
+def test_podman5_reload_keeps_the_network_and_metric_orders_two_networks(podman5, make_lan):
+    """`podman network reload` tears the network down and sets it up again with the MAC of the status
+    block, the master's: the container keeps its address and its LAN (issue 50). Of two networks, the
+    one with -o metric=150 gives the container its second default route, as podman's own drivers do."""
+    first, second = make_lan("10.236"), make_lan("10.237")
+    refused = create(podman5, unique("p5x-"), first.master, f"{first.net}.0.0/24", "--dns", "10.236.0.53",
+                     check=False)
+    assert refused.returncode != 0 and "--dns: no DNS server runs" in refused.stderr, refused.stderr
+    near, far = unique("p5n-"), unique("p5f-")
+    create(podman5, near, first.master, f"{first.net}.0.0/24")
+    create(podman5, far, second.master, f"{second.net}.0.0/24", "-o", "metric=150")
+    c = podman5.start(near, far)
+    address, _ = attached(podman5, c, near)
+    defaults = sorted((r.get("metric", 0), r["gateway"]) for r in routes_in(c))
+    assert defaults == [(0, first.lan), (150, second.lan)], defaults
+    podman5("network", "reload", c["Name"])
+    again = json.loads(podman5("inspect", c["Name"]).stdout)[0]
+    assert attached(podman5, again, near)[0] == address     # the same address, on a link set up again
+    podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", first.lan)
+    assert gone(podman5, c)
