@@ -505,9 +505,12 @@ def status(conf: NetConf, env: CniEnv, run) -> None:
         ipam.execute(run, conf, env, "STATUS")
     if conf.master and not conf.master_from_ipam and not conf.link_in_container:
         try:
-            run.run_json(commands.show_master(None, conf.master))
+            [master] = run.run_json(commands.show_master(None, conf.master))[0]
         except CommandFailed as e:
             raise CniError(NOT_AVAILABLE, f"master {conf.master!r} does not exist: {e.stderr.strip()}") from e
+        if "UP" not in master.get("flags", []):    # ADD would refuse it: no pod can start on this network
+            raise CniError(NOT_AVAILABLE, f"master {conf.master!r} is down; bring it up first "
+                           f"(ip link set dev {conf.master} up)")
 
 
 def gc(conf: NetConf, env: CniEnv, run) -> None:

@@ -62,10 +62,14 @@ def test_status_and_gc_reach_the_ipam_plugin(master, tmp_path):
             "ipam": {"type": "test-ipam", "record": str(record)}}
     assert ok(call_plugin("STATUS", conf, container_id="", ifname="")) is None
     assert call_plugin("STATUS", {**conf, "master": "nosuchdev0"}, container_id="", ifname="").out["code"] == 50
+    ip("link", "set", master, "down")       # ADD would refuse it, so STATUS says the plugin cannot serve one
+    down = call_plugin("STATUS", conf, container_id="", ifname="")
+    assert down.out["code"] == 50 and f"master {master!r} is down" in down.out["details"], down.stdout
+    ip("link", "set", master, "up")
     failing = {**conf, "ipam": {**conf["ipam"], "fail": {"STATUS": {"code": 51, "msg": "pool gone"}}}}
     assert call_plugin("STATUS", failing, container_id="", ifname="").out["code"] == 51
     valid = [{"containerID": "c1", "ifname": "eth0"}]
     assert ok(call_plugin("GC", {**conf, "cni.dev/valid-attachments": valid}, container_id="", ifname="")) is None
     calls = [json.loads(line) for line in record.read_text().splitlines()]
-    assert [c["command"] for c in calls] == ["STATUS", "STATUS", "STATUS", "GC"]
+    assert [c["command"] for c in calls] == ["STATUS", "STATUS", "STATUS", "STATUS", "GC"]
     assert calls[-1]["config"]["cni.dev/valid-attachments"] == valid

@@ -83,6 +83,19 @@ def test_every_plan_listing_is_what_plan_prints(page):
     assert text == docs.regenerated(text), f"{page.name} drifted: run python scripts/docs.py"
 
 
+def test_the_readme_and_docs_readme_index_the_same_pages_in_the_same_words():
+    rows = re.compile(r"^\| \[(?:docs/)?([\w.-]+\.md)\]\([^)]*\) \| (.*) \|$", re.M)
+    readme = rows.findall((REPO / "README.md").read_text())
+    assert readme == rows.findall((REPO / "docs" / "README.md").read_text()) and len(readme) >= 17
+
+
+def test_the_readme_names_the_demos_topics_as_demo_takes_them():
+    import tour
+    readme = (REPO / "README.md").read_text().replace("\n", " ")
+    named = re.search(r"lists the tour's topics \((.*?)\); `./demo all`", readme).group(1)
+    assert re.findall(r"`([\w-]+)`", named) == list(tour.TOPICS)
+
+
 def test_the_walkthrough_shows_add_del_and_check():
     text = (REPO / "docs" / "walkthrough.md").read_text()
     assert [c for c in ("ADD", "DEL", "CHECK") if f"--command {c} -->" in text] == ["ADD", "DEL", "CHECK"]
