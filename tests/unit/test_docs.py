@@ -107,7 +107,8 @@ CHECKED = {"<!-- doctor example -->": "tests/unit/test_doctor.py",
            "<!-- the echo of ./demo's first ADD -->": "tests/kernel/test_demo.py",
            "<!-- ./demo's show -->": "tests/kernel/test_demo.py",
            "<!-- plan ": "scripts/docs.py",
-           "<!-- the lab: ./demo lab runs it (scripts/tour.py) -->": "scripts/tour.py"}
+           "<!-- the lab: ./demo lab runs it (scripts/tour.py) -->": "scripts/tour.py",
+           "<!-- the lab's ADD result: ./demo lab compares it, the MAC aside (scripts/tour.py) -->": "scripts/tour.py"}
 MARKED = re.compile(r"^(<!-- [^\n]*)\n```\w*\n(.*?)^```", re.S | re.M)
 
 
