@@ -45,7 +45,7 @@ class NodeRoot:
     def enter(self) -> NodeRoot:
         source = ROOTS / self.suite
         if not (source / "usr" / "bin" / "python3").exists():
-            raise RuntimeError(f"no {self.suite} root in {ROOTS}: scripts/node-roots builds it (scripts/setup runs it)")
+            raise RuntimeError(f"no {self.suite} root in {ROOTS}: scripts/node-roots builds it (./run-tests runs it)")
         # `ip netns add` makes /run/netns a shared mount point; binds of it are then its peers.
         probe = f"ipvlan-ip-probe-{os.getpid()}"
         sh.ip("netns", "add", probe, _tty_out=False)
