@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                                            "(read-only, but for one throwaway netns); exit 1 on a failure")
     doctor.add_argument("config", nargs="*", help="network configs or conflists to check")
     doctor.add_argument("--cni-bin-dir", action="append", metavar="DIR",
-                        help="where the plugins are (repeatable; default /opt/cni/bin)")
+                        help="where the plugins are (repeatable; default /opt/cni/bin and the "
+                             "cni_plugin_dirs of containers.conf)")
     doctor.add_argument("--json", action="store_true", help="the document schemas/doctor.schema.json describes")
     inst = sub.add_parser("install", help="put a launcher for this installation, or with --standalone the "
                                           "whole plugin as one file, into the CNI bin dir")
@@ -164,7 +165,7 @@ def _doctor(args) -> int:
 
     from . import doctor
     from .runner import Runner
-    report = doctor.examine(Runner(), args.config, args.cni_bin_dir or list(doctor.DEFAULT_BIN_DIRS))
+    report = doctor.examine(Runner(), args.config, args.cni_bin_dir or doctor.runtime_bin_dirs())
     sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else doctor.as_text(report))
     return 1 if report["summary"]["failures"] else 0
 

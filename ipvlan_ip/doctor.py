@@ -25,6 +25,26 @@ from .errors import CniError
 PYTHON = ((3, 9), (3, 13))      # the supported range (docs/nodes.md)
 IPROUTE2 = (5, 9)
 DEFAULT_BIN_DIRS = ("/opt/cni/bin",)
+# podman 4's settings, whose `cni_plugin_dirs` name where it looks for CNI plugins (docs/install.md).
+CONTAINERS_CONF = ("/etc/containers/containers.conf", "/usr/share/containers/containers.conf")
+
+
+def runtime_bin_dirs() -> list[str]:
+    """Where the node's runtimes look for CNI plugins: containerd's and CRI-O's default, then the dirs
+    a containers.conf gives podman (as docs/install.md sets them: the reference plugins in /usr/lib/cni)."""
+    import re
+    found = list(DEFAULT_BIN_DIRS)
+    for path in CONTAINERS_CONF:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        listed = re.search(r"^\s*cni_plugin_dirs\s*=\s*\[(.*?)\]", text, re.M | re.S)
+        if listed:
+            found += [d for d in re.findall(r'"([^"]+)"', listed.group(1)) if d not in found]
+            break       # the first file that sets it is podman's
+    return found
 
 
 class Finding(namedtuple("Finding", "status check text fix", defaults=("",))):

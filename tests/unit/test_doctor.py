@@ -87,6 +87,17 @@ def test_a_config_file_and_each_plugin_of_a_conflist_must_be_in_the_bin_dirs(tmp
         assert {f.check: f.status for f in found}["plugin host-local"] == "ok"
 
 
+def test_the_bin_dirs_are_where_the_runtimes_look_podmans_from_its_containers_conf(tmp_path, monkeypatch):
+    """docs/install.md's podman setup keeps the reference plugins in /usr/lib/cni: doctor looks there too."""
+    etc, usr = tmp_path / "containers.conf", tmp_path / "default.conf"
+    monkeypatch.setattr(doctor, "CONTAINERS_CONF", (str(etc), str(usr)))
+    assert doctor.runtime_bin_dirs() == ["/opt/cni/bin"]
+    usr.write_text('[network]\ncni_plugin_dirs = ["/usr/libexec/cni"]\n')
+    page = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    etc.write_text(page.split("```toml\n", 1)[1].split("```", 1)[0])     # the documented file, as written
+    assert doctor.runtime_bin_dirs() == ["/opt/cni/bin", "/usr/lib/cni"]
+
+
 # Doctor runs in a netns and a mount namespace of its own, with a /run/netns of its own: what is left there
 # after it is its alone (a netns list or a link list of the host also holds whatever the tests beside it made).
 ALONE = ('mkdir -p /run/netns && mount -t tmpfs ipvlan-ip-test /run/netns && "$0" -m ipvlan_ip doctor --json; '
