@@ -96,6 +96,13 @@ def test_the_readme_names_the_demos_topics_as_demo_takes_them():
     assert re.findall(r"`([\w-]+)`", named) == list(tour.TOPICS)
 
 
+def test_the_code_map_of_internals_names_every_module():
+    text = (REPO / "docs" / "internals.md").read_text().split("## The code, in reading order", 1)[1]
+    code_map = text.split("\n## ", 1)[0]
+    modules = {p.name for p in (REPO / "ipvlan_ip").glob("*.py")} - {"__init__.py", "__main__.py"}
+    assert sorted(m for m in modules if f"`{m}`" not in code_map) == []
+
+
 def test_the_walkthrough_shows_add_del_and_check():
     text = (REPO / "docs" / "walkthrough.md").read_text()
     assert [c for c in ("ADD", "DEL", "CHECK") if f"--command {c} -->" in text] == ["ADD", "DEL", "CHECK"]
