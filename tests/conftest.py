@@ -30,6 +30,12 @@ def pytest_collection_modifyitems(config, items):
     # A kernel without ipvlan is this host's own on machines like CI's; on a host that has ipvlan,
     # those tests wait for the VM's alone phase, where the driver can be taken out.
     needing = [item for item in items if item.get_closest_marker("no_ipvlan")]
+    # A kernel test of these marked neither native nor alone: no phase of a host without ipvlan (the unit
+    # phase takes only tests/unit) would select it, and it would never run.
+    lost = [item.nodeid for item in needing if KERNEL_DIR in Path(item.fspath).parents
+            and not (item.get_closest_marker("native") or item.get_closest_marker("alone"))]
+    if lost:
+        raise pytest.UsageError(f"marked no_ipvlan but neither native nor alone, so run nowhere: {lost}")
     if needing and not os.environ.get(ALONE) and host_has_ipvlan():
         config.hook.pytest_deselected(items=needing)
         items[:] = [item for item in items if item not in needing]

@@ -81,7 +81,8 @@ def unseen_from_lan(lan: Lan, container: str, addresses: list[str]) -> dict[str,
         server = subprocess.Popen(["ip", "netns", "exec", container, "busybox", "nc", "-l", "-p", str(lan.port),
                                    "-e", "echo", "hello"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            subprocess.run(["sh", "-c", f"until ip netns exec {container} ss -Hltn 'sport = :{lan.port}' | grep -q .;"
+                            " do sleep 0.05; done"], check=True, timeout=60)     # listening: a refusal is real
             got = subprocess.run(["ip", "netns", "exec", lan.ns, "busybox", "nc", "-w", "3", address,
                                   str(lan.port)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
             seen[f"tcp {address}"] = got.stdout.strip() == "hello"
@@ -179,6 +180,13 @@ def advertised(make_lan, tmp_path):
     radvd.wait(timeout=10)
 
 
+def advertisements_in(ns: str) -> int:
+    """Router advertisements the netns `ns` has received (the kernel's own counter)."""
+    shown = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"], capture_output=True, text=True,
+                           check=True).stdout
+    return int(dict(line.split() for line in shown.splitlines())["Icmp6InRouterAdvertisements"])
+
+
 def slaac_addresses(ns: str, prefix: str) -> list[str]:
     return sorted(a for a in addresses_in(ns) if a.startswith(prefix))
 
@@ -202,7 +210,9 @@ def test_router_advertisements_give_addresses_only_with_ipv6_slaac_each_its_own(
     got = {ns: slaac_addresses(ns, prefix) for ns in withkey}
     assert all(len(a) == 1 for a in got.values()), got
     assert got[withkey[0]] != got[withkey[1]]            # one MAC, yet an address each
-    time.sleep(5)                                         # at least one more advertisement
+    heard = advertisements_in(withkey[0])     # the LAN's: every container on it hears the same ones
+    subprocess.run(["sh", "-c", f"until [ $(ip netns exec {withkey[0]} awk '$1==\"Icmp6InRouterAdvertisements\""
+                    f"{{print $2}}' /proc/net/snmp6) -gt {heard} ]; do sleep 0.2; done"], check=True, timeout=60)
     assert [slaac_addresses(ns, prefix) for ns in without] == [[], []]
     for ns in without:
         ok(call_plugin("CHECK", {**plain, "prevResult": results[ns]}, f"/run/netns/{ns}", container_id=ns))

@@ -201,3 +201,27 @@ def test_podman5_reload_keeps_the_network_and_metric_orders_two_networks(podman5
     assert attached(podman5, again, near)[0] == address     # the same address, on a link set up again
     podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", first.lan)
     assert gone(podman5, c)
+
+
+def test_podman5_internal_dual_stack_with_a_route(podman5, make_lan):
+    """--internal: no default route, and no gateway podman adds by itself (no DNS server runs for the
+    network, so it has no use for one); a second subnet, IPv6; --route, through the LAN peer."""
+    lan = make_lan("10.238")
+    net = unique("p5i-")
+    podman5("network", "create", "-d", "ipvlan-ip", "--internal", "--subnet", f"{lan.net}.0.0/24",
+            "--ip-range", f"{lan.net}.0.16/28", "--subnet", "fd00:238::/64", "--route",
+            f"{lan.net}.9.0/24,{lan.lan}", "-o", f"parent={lan.master}", net)
+    made = json.loads(podman5("network", "inspect", net).stdout)[0]
+    assert made["internal"] and not made["dns_enabled"] and not any("gateway" in s for s in made["subnets"]), made
+    c = podman5.start(net)
+    link = eth(c, "eth0")
+    families = sorted(a["family"] for a in link["addr_info"] if a.get("scope") == "global")
+    assert families == ["inet", "inet6"], link
+    sandbox = c["NetworkSettings"]["SandboxKey"]
+    routes = json.loads(subprocess.run(["nsenter", f"--net={sandbox}", "ip", "-j", "route", "show"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert [r for r in routes if r["dst"] == "default"] == [], routes
+    assert {"dst": f"{lan.net}.9.0/24", "gateway": lan.lan} in [{k: r.get(k) for k in ("dst", "gateway")}
+                                                                for r in routes], routes
+    podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", lan.lan)
+    assert gone(podman5, c)
