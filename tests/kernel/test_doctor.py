@@ -58,6 +58,9 @@ def with_macvlan(master: str) -> None:
 
 
 def not_forwarding(master: str) -> None:
+    """A master on the containers' LAN (its prefix routed on it: proxyNeighbors answers for that LAN alone),
+    but that does not forward."""
+    ip("route", "add", "10.152.0.0/24", "dev", master)
     subprocess.run(["sysctl", "-qw", f"net.ipv4.conf.{master}.forwarding=0", f"net.ipv6.conf.{master}.forwarding=0",
                     f"net.ipv6.conf.{master}.proxy_ndp=0"], check=True)
 
