@@ -75,7 +75,7 @@ class State:
         if create:
             path = bounded(path)
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                make_dirs(os.path.dirname(path))
                 gate = _lock_file(f"{path}.gate")
                 fd = _lock_file(path)
             except OSError as e:
@@ -122,7 +122,7 @@ class State:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_dirs(os.path.dirname(path))
         # Hidden: a record's name starts with its container ID's letter or digit.
         directory, name = os.path.split(path)
         tmp = f"{directory}/.{name}.{os.getpid()}"
@@ -198,6 +198,19 @@ def collect_gone(run, root: str, network: str, valid: set[tuple[str, str]], undo
             except CniError as e:
                 failed.append(e.wrap(f"{what} for {name}"))
     return failed
+
+
+def make_dirs(path: str) -> None:
+    """`path` and its missing parents, 0755 whatever the umask (os.makedirs applies its mode to the last
+    alone, and through the umask): a dir of ours that others could write would let them plant records."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):      # another call made it meanwhile
+            os.mkdir(directory, 0o755)
+            os.chmod(directory, 0o755)
 
 
 # NAME_MAX, less the turnstile's ".gate".
