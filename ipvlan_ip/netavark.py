@@ -28,11 +28,15 @@ import sys
 API_VERSION = "1.0.0"
 # podman's option names, and the config keys they set: podman's own names where it has one.
 OPTIONS = {"parent": "master", "mode": "mode", "flag": "flag", "mtu": "mtu", "vlan": "vlan",
-           "host_access": "hostAccess", "proxy_neighbors": "proxyNeighbors", "debug": "debug", "log_file": "logFile"}
-NUMBERS = ("mtu", "vlan", "metric")
-SWITCHES = ("host_access", "proxy_neighbors", "debug", "no_default_route")
+           "host_access": "hostAccess", "proxy_neighbors": "proxyNeighbors", "slaac": "ipv6.slaac",
+           "timeout": "timeout", "debug": "debug", "log_file": "logFile"}
+NUMBERS = ("mtu", "vlan", "metric", "timeout")
+SWITCHES = ("host_access", "proxy_neighbors", "slaac", "debug", "no_default_route")
 # podman's own options for every driver, which shape the routes podman's addresses come with, not the config.
 ROUTING = ("metric", "no_default_route")
+# The default routes' metric without -o metric: netavark's ipvlan and macvlan's, below its bridge's 100 so that
+# the LAN's route wins over a bridge network's (podman#23984), in both families alike.
+DEFAULT_METRIC = 99
 # The host's interfaces, by name (read as a name, a look-up loads no module).
 SYS_NET = "/sys/class/net"
 # Where the CNI dhcp plugin is looked for, as the CNI bin dirs of Debian's package and of upstream's.
@@ -83,6 +87,7 @@ def create(network: dict) -> dict:
     schema and combinations as a CNI config, so that the user hears of a bad
     option now rather than at the first container. -o parent= becomes the
     network's interface."""
+    from . import dhcp
     options = dict(network.get("options") or {})
     parent = options.pop("parent", "")
     if parent and network.get("network_interface") and parent != network["network_interface"]:
@@ -111,6 +116,10 @@ def create(network: dict) -> dict:
                       "or dhcp")
     if driver == "dhcp" and network.get("subnets"):
         raise Refused("--ipam-driver dhcp takes its addresses from the LAN's DHCP server: leave --subnet out")
+    if driver == "dhcp" and not os.path.exists(dhcp.DEFAULT_SOCKET):
+        # netavark-dhcp-proxy, which Podman 5 hosts run, serves netavark's own drivers alone.
+        raise Refused(f"--ipam-driver dhcp: the CNI dhcp daemon is not listening on {dhcp.DEFAULT_SOCKET} "
+                      f"(netavark-dhcp-proxy does not serve a plugin's network); {dhcp.START}")
     if driver != "dhcp" and not network.get("subnets"):
         raise Refused("give the LAN's subnet: --subnet CIDR (and --gateway ADDRESS), or --ipam-driver dhcp")
     return checked
@@ -132,7 +141,7 @@ def netconf(network: dict, ips: dict | None = None, teardown: bool = False) -> d
             _typed(option, value)
         elif option in OPTIONS:
             try:
-                conf[OPTIONS[option]] = _typed(option, value)
+                _put(conf, OPTIONS[option], _typed(option, value))
             except Refused:
                 if not teardown:
                     raise
@@ -145,7 +154,7 @@ def netconf(network: dict, ips: dict | None = None, teardown: bool = False) -> d
         conf["prevResult"] = ips
     if teardown:
         return conf
-    names = {key: option for option, key in OPTIONS.items()}
+    names = {key.split(".")[0]: option for option, key in OPTIONS.items()}
     for problem in validation.problems("netconf", conf):
         key = problem.split(":")[0].removeprefix("$.").split(".")[0]
         raise Refused(f"-o {names.get(key, key)}: {problem.split(': ', 1)[-1]}" if key in names else problem)
@@ -153,6 +162,14 @@ def netconf(network: dict, ips: dict | None = None, teardown: bool = False) -> d
     if refused:
         raise Refused(refused)
     return conf
+
+
+def _put(conf: dict, key: str, value) -> None:
+    """A config key, dotted where it is nested ("ipv6.slaac")."""
+    *outer, last = key.split(".")
+    for name in outer:
+        conf = conf.setdefault(name, {})
+    conf[last] = value
 
 
 def _typed(option: str, value: str):
@@ -222,7 +239,7 @@ def assigned(network: dict, options: dict) -> dict:
     """The addresses podman's IPAM gave the container, as a CNI 1.0.0
     result: each in its subnet's prefix, with its gateway; a default route
     per family through it unless the network is --internal or
-    -o no_default_route (with -o metric's metric), and the network's
+    -o no_default_route (metric 99 unless -o metric), and the network's
     --route ones."""
     import ipaddress
     routing = {option: _typed(option, value) for option, value in (network.get("options") or {}).items()
@@ -241,7 +258,7 @@ def assigned(network: dict, options: dict) -> dict:
         ips.append({"address": f"{ip}/{net.prefixlen}", **({"gateway": gateway} if gateway else {})})
         if gateway and not network.get("internal") and not routing.get("no_default_route"):
             routes.append({"dst": "0.0.0.0/0" if ip.version == 4 else "::/0", "gw": gateway,
-                           **({"priority": routing["metric"]} if "metric" in routing else {})})
+                           "priority": routing.get("metric", DEFAULT_METRIC)})
     if not ips:
         raise Refused("podman assigned the container no address on this network")
     for route in network.get("routes") or []:

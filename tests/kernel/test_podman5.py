@@ -184,7 +184,8 @@ def routes_in(container: dict) -> list[dict]:
 def test_podman5_reload_keeps_the_network_and_metric_orders_two_networks(podman5, make_lan):
     """`podman network reload` tears the network down and sets it up again with the MAC of the status
     block, the master's: the container keeps its address and its LAN (issue 50). Of two networks, the
-    one with -o metric=150 gives the container its second default route, as podman's own drivers do."""
+    one with -o metric=150 gives the container its second default route, as podman's own drivers do; the
+    other has netavark's ipvlan's default, 99."""
     first, second = make_lan("10.236"), make_lan("10.237")
     refused = create(podman5, unique("p5x-"), first.master, f"{first.net}.0.0/24", "--dns", "10.236.0.53",
                      check=False)
@@ -195,7 +196,7 @@ def test_podman5_reload_keeps_the_network_and_metric_orders_two_networks(podman5
     c = podman5.start(near, far)
     address, _ = attached(podman5, c, near)
     defaults = sorted((r.get("metric", 0), r["gateway"]) for r in routes_in(c))
-    assert defaults == [(0, first.lan), (150, second.lan)], defaults
+    assert defaults == [(99, first.lan), (150, second.lan)], defaults     # 99: netavark's ipvlan's own default
     podman5("network", "reload", c["Name"])
     again = json.loads(podman5("inspect", c["Name"]).stdout)[0]
     assert attached(podman5, again, near)[0] == address     # the same address, on a link set up again
@@ -225,3 +226,41 @@ def test_podman5_internal_dual_stack_with_a_route(podman5, make_lan):
                                                                 for r in routes], routes
     podman5("exec", c["Name"], "ping", "-c", "1", "-W", "3", lan.lan)
     assert gone(podman5, c)
+
+
+def test_podman5_teardown_after_its_ipam_lost_the_addresses_removes_the_host_route_and_the_vlan_link(
+        podman5, make_tagged_lan, make_lan):
+    """Podman tears a container down even when its IPAM cannot say the container's addresses ("to
+    prevent leaking network interfaces"): teardown then has no static_ips, and DEL needs none to remove
+    what the plugin put on the host (issue 50). Here podman's IPAM database goes while it runs."""
+    tagged, lan = make_tagged_lan("10.243"), make_lan("10.244")
+    on_vlan, reachable = unique("p5v-"), unique("p5h-")
+    create(podman5, on_vlan, tagged.master, f"{tagged.net}.0.0/24", "-o", "vlan=20")
+    create(podman5, reachable, lan.master, f"{lan.net}.0.0/24", "-o", "host_access=true")
+    c = podman5.start(on_vlan, reachable)
+    address = c["NetworkSettings"]["Networks"][reachable]["IPAddress"]
+    assert host_routes(lan.master) == [address] and len(vlan_links(tagged.master)) == 1
+    # Rootful podman keeps one IPAM database for every store: /run/containers/networks (containers/common).
+    (podman5.node.path / "run" / "containers" / "networks" / "ipam.db").unlink()
+    podman5.remove(c["Name"], check=False)      # podman says it could not free the addresses
+    podman5.started.remove(c["Name"])
+    assert not Path(c["NetworkSettings"]["SandboxKey"]).exists()
+    assert host_routes(lan.master) == [] and vlan_links(tagged.master) == []
+
+
+def test_podman5_shows_the_plugins_answer_when_setup_fails(podman5, make_lan):
+    """A failed setup gives netavark an answer it prints ({"error": ...} on stdout), never a traceback it
+    reads as "EOF" (issue 50): a network whose file carries an option this version refuses, as one made
+    by an older version or edited by hand does. podman normalises what it parses (a subnet with host
+    bits comes to the plugin masked), so the options are what reach the plugin as written."""
+    lan = make_lan("10.245")
+    net = unique("p5e-")
+    create(podman5, net, lan.master, f"{lan.net}.0.0/24", "-o", "mtu=1400")
+    path = podman5.root / "networks" / f"{net}.json"
+    path.write_text(path.read_text().replace('"mtu": "1400"', '"mtu": "big"'))
+    name = f"t{unique('')}"
+    podman5.started.append(name)
+    failed = podman5("run", "-d", "--name", name, "--network", net, IMAGE, "sleep", "60", check=False)
+    assert failed.returncode != 0 and "ipvlan-ip: -o mtu=big: a whole number is needed" in failed.stderr, \
+        failed.stderr
+    assert "EOF" not in failed.stderr, failed.stderr

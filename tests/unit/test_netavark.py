@@ -54,6 +54,9 @@ def test_create_takes_parent_as_the_networks_interface_and_returns_the_rest_unch
     ({"colour": "blue"}, "unknown option -o colour"),
     ({"vlan": "20", "host_access": "true"}, "vlan cannot work with hostAccess"),
     ({"proxy_neighbors": "true"}, "proxyNeighbors is for mode l3s"),
+    ({"slaac": "on"}, "-o slaac=on: true or false"),
+    ({"timeout": "0"}, "-o timeout: 0 is less than the minimum of 1"),
+    ({"mode": "l3", "slaac": "true"}, "slaac"),
 ])
 def test_create_refuses_a_bad_option_naming_it(options, says):
     code, answer = call(["create"], {**NETWORK, "options": {"parent": "eth0", **options}})
@@ -86,7 +89,8 @@ def test_the_addresses_podman_assigned_become_a_prevresult_with_a_default_route_
     assigned = netavark.assigned(network, {"static_ips": ["10.1.2.5", "fd00:1::5"]})
     assert assigned["ips"] == [{"address": "10.1.2.5/24", "gateway": "10.1.2.1"},
                                {"address": "fd00:1::5/64", "gateway": "fd00:1::1"}]
-    assert assigned["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.2.1"}, {"dst": "::/0", "gw": "fd00:1::1"},
+    assert assigned["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.2.1", "priority": 99},
+                                  {"dst": "::/0", "gw": "fd00:1::1", "priority": 99},
                                   {"dst": "192.168.0.0/16", "gw": "10.1.2.254", "priority": 5}]
     conf = netavark.netconf(network, assigned)       # the CNI config: checked, and what ADD reads
     assert conf["master"] == "eth0" and conf["prevResult"] == assigned and "ipam" not in conf
@@ -179,3 +183,21 @@ def test_metric_and_no_default_route_shape_the_default_routes_as_podmans_own_dri
 def test_any_failure_is_an_answer_netavark_can_read(exec_, says):
     code, answer = call(["setup", "/run/netns/x"], exec_)
     assert code == 1 and says in answer["error"], answer
+
+
+def test_slaac_and_timeout_are_options_as_their_keys_are_in_a_cni_config():
+    code, answer = call(["create"], {**NETWORK, "options": {"parent": "eth0", "slaac": "true", "timeout": "60"}})
+    assert code == 0, answer
+    conf = netavark.netconf(answer)
+    assert conf["ipv6"] == {"slaac": True} and conf["timeout"] == 60
+
+
+def test_dhcp_is_refused_at_create_while_no_cni_dhcp_daemon_listens(tmp_path, monkeypatch):
+    from ipvlan_ip import dhcp
+    monkeypatch.setattr(dhcp, "DEFAULT_SOCKET", str(tmp_path / "dhcp.sock"))
+    network = {**NETWORK, "subnets": [], "ipam_options": {"driver": "dhcp"}}
+    code, answer = call(["create"], network)
+    assert code == 1 and f"not listening on {tmp_path}/dhcp.sock" in answer["error"], answer
+    (tmp_path / "dhcp.sock").touch()
+    code, answer = call(["create"], network)
+    assert code == 0 and netavark.netconf(answer)["ipam"] == {"type": "dhcp"}, answer
