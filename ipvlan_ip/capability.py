@@ -46,14 +46,13 @@ class CreateLines(namedtuple("CreateLines", "reads extra says made", defaults=((
     __slots__ = ()
 
 
-class SharedLink(namedtuple("SharedLink", "lock what claim created lines note")):
+class SharedLink(namedtuple("SharedLink", "lock what claim created")):
     """A link on the host shared by the attachments of every network: used
     under `lock` held shared, made under it held exclusively. `claim(make)`
     gives the create batch's lines, or None when the lock held is the wrong
     one (operations._shared); it may record the attachment first. `created`
     (or None) runs after the batch, with whether this call made the link
-    and the master as the batch read it. `lines(make)` are claim's lines
-    with nothing run, and `note` how the link is claimed, for `ipvlan-ip plan`."""
+    and the master as the batch read it."""
     __slots__ = ()
 
 
@@ -96,12 +95,6 @@ class Capability:
 
     def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list:
         """GC: CniErrors of the steps that failed; every step is tried."""
-        return []
-
-    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
-        """What `ipvlan-ip plan` shows for `command` after the link's own
-        steps, nothing run: comments ("# …") and the steps the call would
-        run. `master_read` and `ips` are plan's stand-ins for ADD."""
         return []
 
 

@@ -258,12 +258,6 @@ def configure_link(target: Netns, spec: LinkSpec, addressing: Addressing, extra:
                    ip(target, "-j", "-force", "-batch", "-"), tuple(lines))
 
 
-def after_addressing(spec: LinkSpec, target: Netns, addressing: Addressing, extra: tuple[str, ...] = (),
-                     more: tuple[SysctlWrite, ...] = ()) -> list[Command | SysctlWrite | Rename]:
-    """What ADD does once the link exists and the addresses are allocated."""
-    return [*name_link(spec, target, addressing, more), configure_link(target, spec, addressing, extra)]
-
-
 def route_plan(addressing: Addressing) -> list[dict]:
     """The routes to add, each with its gateway filled in: a route without
     `gw` goes through the gateway of the first IP of its family."""

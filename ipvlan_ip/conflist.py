@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .environment import CniEnv
 from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
-from .ipam import find_plugin, plugin_error
+from .ipam import plugin_error
 from .versions import version_tuple
 
 DEFAULT_CACHE = "/var/lib/cni/results"
@@ -63,7 +63,7 @@ class Conflist:
         conf.update(name=self.name, cniVersion=self.version)
         if prev is not None and version_tuple(self.version) >= (0, 3, 0):
             conf["prevResult"] = prev
-        path = find_plugin(plugin.get("type", ""), self.cni_path)
+        path = run.find_plugin(plugin.get("type", ""), self.cni_path)
         child_env = {**os.environ, **env.raw, "CNI_COMMAND": command, "CNI_CONTAINERID": env.container_id,
                      "CNI_NETNS": env.netns, "CNI_IFNAME": env.ifname, "CNI_PATH": ":".join(self.cni_path)}
         code, out = run.run_plugin(path, child_env, json.dumps(conf).encode())

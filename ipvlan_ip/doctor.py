@@ -18,8 +18,9 @@ import re
 import sys
 from collections import namedtuple
 
-from . import advice, config, dhcp, host_access, ipam, port, proxy_neighbors, validation, vlan
+from . import advice, config, dhcp, host_access, port, proxy_neighbors, validation, vlan
 from .commands import Command, batch_line
+from .environment import find_plugin
 from .errors import CniError
 
 PYTHON = ((3, 9), (3, 13))      # the supported range (docs/nodes.md)
@@ -327,7 +328,7 @@ def _dhcp_finding(run, socket: str) -> Finding:
 
 def _find(plugin_type: str, bin_dirs: list[str]) -> str | None:
     try:
-        return ipam.find_plugin(plugin_type, tuple(bin_dirs))
+        return find_plugin(plugin_type, tuple(bin_dirs))
     except CniError:
         return None
 

@@ -5,7 +5,7 @@ import os
 import re
 from collections import namedtuple
 
-from .errors import INVALID_ENVIRONMENT, CniError
+from .errors import INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 
@@ -119,3 +119,15 @@ def attachment_problem(env: CniEnv) -> str:
     if env.netns and not env.netns.startswith("/"):
         return f"CNI_NETNS {env.netns!r} is not an absolute path"
     return ""
+
+
+def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
+    if not paths:
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_PATH is empty, so plugin {plugin_type!r} cannot be found")
+    for directory in paths:
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise CniError(INVALID_CONFIG, f"could not find plugin {plugin_type!r} in CNI_PATH {':'.join(paths)}: "
+                   "install it into one of those dirs (Debian's containernetworking-plugins puts the reference "
+                   "plugins in /usr/lib/cni), or fix \"type\"")

@@ -405,10 +405,7 @@ class HostAccess(Capability):
             # Recorded before the lock goes, so that GC keeps the host's link.
             require_address(call.run, master_read, made_link)
             record(call.run, conf.name, call.env.container_id, call.env.ifname, master, [])
-        lock = lock_path(link_name(master))
-        return SharedLink(lock, f"hostAccess: the host's link on {master!r}", claimed, created, lines,
-                          f"hostAccess: under the lock {lock}, make the host's link {link_name(master)} unless it "
-                          "exists (listed from a thread, no command); the master's addresses are read")
+        return SharedLink(lock_path(link_name(master)), f"hostAccess: the host's link on {master!r}", claimed, created)
 
     def admit(self, call: Call, ips: list[str], master_read: dict) -> None:
         refuse_held(call.run, self.key, ips)
@@ -431,16 +428,6 @@ class HostAccess(Capability):
 
     def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
         return collect(run, network, valid)
-
-    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
-        conf, env = call.conf, call.env
-        if command == "ADD":    # once the container holds its addresses (HostAccess.attach says why)
-            mac = master_read["address"] if conf.mode == "l2" else ""
-            return [routes_on_host(link_name(master_read["ifname"]), ips, host_addresses(master_read), mac)]
-        if command == "DEL":
-            return [f"# hostAccess: remove the host's routes that "
-                    f"{record_path(conf.name, env.container_id, env.ifname)} records, and that file"]
-        return []
 
 
 CAPABILITY = HostAccess()

@@ -1,5 +1,5 @@
-"""Delegation to the IPAM plugin (spec section 4): find it in CNI_PATH, run it
-with our environment and our whole stdin, and read its answer."""
+"""Delegation to the IPAM plugin (spec section 4): found in CNI_PATH and run
+by the runner with our environment and our whole stdin; its answer read."""
 from __future__ import annotations
 
 import json
@@ -9,19 +9,7 @@ from contextlib import nullcontext
 from . import results, state
 from .config import NetConf
 from .environment import CniEnv
-from .errors import INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE, CniError
-
-
-def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
-    if not paths:
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_PATH is empty, so plugin {plugin_type!r} cannot be found")
-    for directory in paths:
-        candidate = os.path.join(directory, plugin_type)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise CniError(INVALID_CONFIG, f"could not find plugin {plugin_type!r} in CNI_PATH {':'.join(paths)}: "
-                   "install it into one of those dirs (Debian's containernetworking-plugins puts the reference "
-                   "plugins in /usr/lib/cni), or fix \"type\"")
+from .errors import IPAM_FAILURE, CniError
 
 
 def turn_path(network: str) -> str:
@@ -41,7 +29,7 @@ def execute(run, conf: NetConf, env: CniEnv, command: str, stdin: bytes | None =
     whereabouts against the API server), and the call's timeout, which
     kills a wedged plugin, must count the plugin's own run, not a wait
     behind the others of a burst. The wait has a budget of its own."""
-    path = find_plugin(conf.ipam_type, env.path)
+    path = run.find_plugin(conf.ipam_type, env.path)
     child_env = {**os.environ, **env.raw, "CNI_COMMAND": command}
     in_turn = turn and command in TURNS
     with run.exclusive(turn_path(conf.name), create=True, patience=state.TURN) if in_turn else nullcontext():

@@ -182,18 +182,6 @@ class ProxyNeighbors(Capability):
                                   lambda container_id, ifname: detach(run, record_path(network, container_id, ifname)),
                                   "proxyNeighbors: removing its proxy entries")
 
-    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
-        _, conf, env = call
-        held = record_path(conf.name, env.container_id, env.ifname)
-        if command == "ADD":
-            routes = [] if conf.host_access else [routed(a) for a in ips if family(a) == 4]
-            return [f"# proxyNeighbors: record in {held}, under the lock {lock_path(master_read['ifname'])}, then:",
-                    Command("answer for the container's addresses on the master", ("ip", "-batch", "-"),
-                            add_lines(master_read["ifname"], ips, routes, frozenset()))]
-        if command == "DEL":
-            return [f"# proxyNeighbors: remove the proxy entries and routes {held} records, and that file"]
-        return []
-
 
 def _take_over(run, master: str, addresses: list[str], own: str) -> list[str]:
     """The addresses that another attachment's record on `master` still

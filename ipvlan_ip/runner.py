@@ -23,6 +23,7 @@ from collections import namedtuple
 
 from .commands import Command
 from .echo import Echo, shell_line
+from .environment import find_plugin
 from .errors import IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 from .kernel import Kernel
 from .state import State
@@ -74,6 +75,10 @@ class Runner(Kernel, State, Survey):
             if not any(text in failure.message for text in cmd.ok_if):
                 raise CniError(LINK_FAILURE, f"failed to `{failure.line}`: {failure.message}")
         return docs
+
+    def find_plugin(self, plugin_type: str, paths: tuple[str, ...]) -> str:
+        """The executable of a delegated plugin, in CNI_PATH."""
+        return find_plugin(plugin_type, paths)
 
     def run_plugin(self, path: str, env: dict, stdin: bytes) -> tuple[int, str]:
         """Run a delegated plugin with the CNI environment; its stderr goes to ours."""

@@ -245,10 +245,7 @@ class Vlan(Capability):
             # Before the batch that makes the ipvlan link: record says why.
             record(call.run, conf.name, env.container_id, env.ifname, master, conf.vlan)
             return lines(make)
-        return SharedLink(lock_path(name), f"vlan: the VLAN link {name}", claimed, None, lines,
-                          f"vlan: under the lock {lock_path(name)}, record this attachment on {name} and, unless "
-                          f"{name} exists (read from /proc/net/vlan/config, no command), make it; a link of that "
-                          f"name that is not VLAN {conf.vlan} on {master} is refused")
+        return SharedLink(lock_path(name), f"vlan: the VLAN link {name}", claimed, None)
 
     def detach(self, call: Call) -> None:
         # Whatever the config says now, the record says what the attachment is on.
@@ -259,18 +256,6 @@ class Vlan(Capability):
 
     def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
         return collect(run, network, valid)
-
-    def explain(self, command: str, call: Call, master_read: dict, ips: list[str]) -> list:
-        conf, env = call.conf, call.env
-        link = link_name(conf.master, conf.vlan) if conf.master else "<VLAN-LINK-THE-RECORD-NAMES>"
-        held = record_path(conf.name, env.container_id, env.ifname)
-        if command == "DEL":
-            return [f"# vlan: remove {held}; then, under the VLAN link's lock, when the plugin made the link and "
-                    "no record names it any more, remove it (no command: rtnetlink), as:",
-                    LinkDelete("remove the VLAN link", link)]
-        if command == "CHECK":
-            return [f"# vlan: the link {held} records, read", read_link(link)]
-        return []
 
 
 CAPABILITY = Vlan()

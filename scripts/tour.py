@@ -387,6 +387,14 @@ def lab_script() -> str:
     return LEARN.read_text().split(LAB + "\n```sh\n", 1)[1].split("```", 1)[0]
 
 
+def lab_leftovers() -> list[str]:
+    """What of the lab is still there: its netns, its veth, its files."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    return ((["the netns lab"] if "lab" in netns else []) + (["lab-m0"] if Path("/sys/class/net/lab-m0").exists()
+                                                           else [])
+            + [p for p in ("/tmp/lab.conf", "/tmp/lab.result", "/tmp/lab.check", "/tmp/lab-ipam") if Path(p).exists()])
+
+
 def lab(stage: Stage) -> None:
     why("""lab: the commands of docs/learn.md's lab, as a reader types them (bash -v prints each line
     before it runs): a netns, a veth master, a config, then ADD, a look, CHECK, DEL and the clean-up.""")
@@ -397,11 +405,13 @@ def lab(stage: Stage) -> None:
         done = subprocess.run(["bash", "-ev"], input=script, env=env, text=True, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT)
         print(done.stdout, end="", flush=True)
+        left = lab_leftovers()
     finally:       # what a failed step left
         for argv in (["ip", "netns", "del", "lab"], ["ip", "link", "del", "lab-m0"],
                      ["rm", "-rf", "/tmp/lab.conf", "/tmp/lab.result", "/tmp/lab.check", "/tmp/lab-ipam"]):
             subprocess.run(argv, capture_output=True)
     proof("every command of the lab succeeded", done.returncode == 0)
+    proof(f"the page's own clean-up left nothing{' (it left ' + ', '.join(left) + ')' if left else ''}", not left)
     shown = json.loads(LEARN.read_text().split(LAB_RESULT, 1)[1].split("```json\n", 1)[1].split("```", 1)[0])
     printed = [json.loads(line) for line in done.stdout.splitlines()     # bash -v echoes the config's lines too
                if line.startswith('{"cniVersion"') and '"interfaces"' in line]

@@ -9,7 +9,8 @@ slave mount, which fails where / is a plain directory. /proc, /sys, /dev,
 plugins of every node share, as on one node), /tmp (the tests' files) and
 the repository are bound in at the same paths, so that every path a
 test passes means the same inside; the root's standard library is read from
-a copy in memory. The IPAM plugins are the VM's own Go
+a copy in memory, and what is written in the root (/run, the plugin dirs)
+goes to a tmpfs of each entry's. The IPAM plugins are the VM's own Go
 binaries (not what is under test), run through the VM's loader and libraries:
 those of Debian 12 need a newer glibc than Debian 11's.
 """
@@ -29,8 +30,9 @@ GO_PLUGINS = Path("/usr/lib/cni")
 # By their real paths: /lib64/ld-linux-x86-64.so.2 is an absolute link, which inside the root leads to its own.
 LOADER = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 LIBS = "/usr/lib/x86_64-linux-gnu"
-# The node's own plugin dir inside the root, where the standalone file goes.
+# The node's own plugin dirs inside the root, where the standalone file goes, and netavark's default.
 NODE_BIN = "/opt/cni/bin"
+NETAVARK_PLUGINS = "/usr/libexec/netavark"
 
 _mount = sh.Command("mount").bake(_tty_out=False)
 
@@ -51,6 +53,11 @@ class NodeRoot:
         sh.ip("netns", "add", probe, _tty_out=False)
         sh.ip("netns", "del", probe, _tty_out=False)
         self._bind(source, self.path)
+        # What the tests and the programs they run write in the root goes to a tmpfs of this entry's: the
+        # cached root stays as built, and two workers' entries (two podmans, their IPAM databases) stay apart.
+        for written in ("run", NODE_BIN.lstrip("/"), GO_PLUGINS.relative_to("/"), NETAVARK_PLUGINS.lstrip("/")):
+            self._private(self.path / written)
+        (self.path / "run" / "lock").mkdir(mode=0o1777)
         os.makedirs("/run/ipvlan-ip", exist_ok=True)
         for outside in ("/proc", "/sys", "/dev", "/run/netns", "/run/ipvlan-ip", "/tmp", str(REPO), "/"):
             inside = self.path / ("host" if outside == "/" else outside.lstrip("/"))
@@ -67,6 +74,11 @@ class NodeRoot:
         subprocess.run(["cp", "-a", str(stdlib), str(copy)], check=True)
         self._bind(copy, stdlib)
         self.copies.append(copy)
+
+    def _private(self, inside: Path) -> None:
+        inside.mkdir(parents=True, exist_ok=True)
+        _mount("-t", "tmpfs", "tmpfs", str(inside))
+        self.mounted.append(inside)
 
     def _bind(self, outside: Path, inside: Path, recursive: bool = False) -> None:
         inside.mkdir(parents=True, exist_ok=True)

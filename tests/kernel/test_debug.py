@@ -4,6 +4,8 @@ import json
 import re
 import subprocess
 
+import pytest
+
 from .conftest import PLUGIN, call_plugin
 from .test_plugin import ok
 
@@ -12,12 +14,16 @@ def commands_of(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def test_add_and_del_run_what_plan_printed(master, netns, tmp_path):
+@pytest.mark.parametrize("extra, sysctls", [({}, 4), ({"vlan": 20}, 6)], ids=["plain", "vlan"])
+def test_add_and_del_run_what_plan_printed(master, netns, tmp_path, extra, sysctls):
+    """plan runs ADD and DEL against a runner that records: on a fresh master, the plugin runs what it printed,
+    line for line; with a VLAN, the VLAN link's lines, and DEL removing the link, too."""
     ipam_result = {"cniVersion": "1.0.0", "ips": [{"address": "10.60.0.7/24", "gateway": "10.60.0.1"},
                                                   {"address": "fd60::7/64", "gateway": "fd60::1"}],
                    "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}
-    conf = {"cniVersion": "1.0.0", "name": "dbg", "type": "ipvlan-ip", "master": master, "mtu": 1400,
-            "logFile": str(tmp_path / "log"), "ipam": {"type": "test-ipam", "result": ipam_result}}
+    # A network of each case's own: the two run at once, and a DEL takes back what its network's records say.
+    conf = {"cniVersion": "1.0.0", "name": f"dbg{len(extra)}", "type": "ipvlan-ip", "master": master, "mtu": 1400,
+            "logFile": str(tmp_path / "log"), "ipam": {"type": "test-ipam", "result": ipam_result}, **extra}
     (tmp_path / "conf").write_text(json.dumps(conf))
     (tmp_path / "ipam").write_text(json.dumps(ipam_result))
     path = f"/run/netns/{netns}"
@@ -29,10 +35,11 @@ def test_add_and_del_run_what_plan_printed(master, netns, tmp_path):
         reply = call_plugin(command, conf, path, container_id="dbg1",
                             env={"IPVLAN_IP_DEBUG": "1", "IPVLAN_IP_LOG_DIR": str(tmp_path)})
         ok(reply)
-        sysctls = [line for line in commands_of(planned) if " sysctl " in line]
+        written = [line for line in commands_of(planned) if " sysctl " in line or line.startswith("sysctl ")]
         # Sysctls are written in-process; the echo prints them as the equivalent command.
         assert commands_of(reply.stderr) == commands_of(planned), reply.stderr
-        assert len(sysctls) == (4 if command == "ADD" else 0)      # arp_notify, accept_ra, two for IPv6
+        # arp_notify, accept_ra, two for IPv6; accept_ra and autoconf on a VLAN link the plugin makes
+        assert len(written) == (sysctls if command == "ADD" else 0)
 
     log = (tmp_path / "log").read_text().splitlines()
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* dbg1 ", line) for line in log)

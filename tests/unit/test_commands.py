@@ -31,7 +31,8 @@ def test_master_read_and_link_creation_in_container_run_inside_it():
 
 
 def test_the_rename_is_a_step_of_its_own_before_the_batch():
-    steps = commands.after_addressing(SPEC, NAMED, Addressing(ips=({"address": "10.1.2.3/24"},)))
+    addressing = Addressing(ips=({"address": "10.1.2.3/24"},))
+    steps = [*commands.name_link(SPEC, NAMED, addressing), commands.configure_link(NAMED, SPEC, addressing)]
     assert [type(s).__name__ for s in steps] == ["SysctlWrite", "SysctlWrite", "SysctlWrite", "Rename", "Command"]
     assert shell_line(steps[3]) == "ip -n blue link set dev ipvl1234abcd name net1"
     assert not any("name net1" in line for line in steps[4].batch)   # -force must never go past a failed rename

@@ -4,14 +4,13 @@ shows them working against the kernel), and the configs it refuses before anythi
 import contextlib
 import io
 import json
+import re
 
 import pytest
 
-from ipvlan_ip import commands, config, host_access, plugin
-from ipvlan_ip.capability import Call
-from ipvlan_ip.commands import LinkSpec, Netns
-from ipvlan_ip.environment import CniEnv
+from ipvlan_ip import commands, host_access, plugin
 from ipvlan_ip.errors import CniError
+from ipvlan_ip.plan import plan
 from ipvlan_ip.runner import BatchFailure
 
 from .test_input import ENV, GOOD
@@ -28,16 +27,19 @@ def test_the_host_link_is_named_after_its_master_and_made_once():
 
 
 def test_the_create_batch_reads_the_masters_addresses_and_makes_the_host_link_before_the_containers():
-    spec = LinkSpec("eth0", "ipvl1", "eth0", "l2")
-    host_link = host_access.link_lines("eth0", "l2", "", exists=False)
-    conf = config.load({**GOOD, "hostAccess": True}, b"", "ADD")
-    lines = host_access.CAPABILITY.shared_link(Call(None, conf, CniEnv("ADD", "c1", "/run/netns/blue", "eth0")),
-                                               "eth0").lines(True)
-    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, lines)
-    assert cmd.batch == ("address show dev eth0", *host_link,
-                         "link add link eth0 name ipvl1 netns /run/netns/blue type ipvlan mode l2")
+    made = created(plan(json.dumps({**GOOD, "hostAccess": True}).encode(), "/run/netns/blue", "eth0",
+                        container_id="c1"))
+    assert made == ("address show dev eth0", *host_access.link_lines("eth0", "l2", "", exists=False),
+                    f"link add link eth0 name {commands.temporary_name('c1', 'eth0')} netns /run/netns/blue "
+                    "type ipvlan mode l2")
     # Without hostAccess, nothing changes.
-    assert commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False).batch[0] == "link show dev eth0"
+    assert created(plan(json.dumps(GOOD).encode(), "/run/netns/blue", "eth0"))[0] == "link show dev eth0"
+
+
+def created(script: str) -> tuple[str, ...]:
+    """The lines of the batch that creates the link, in an ADD's plan."""
+    return next(tuple(block.split("\n")) for block in re.findall(r"<<'EOF'\n(.*?)\nEOF", script, re.S)
+                if "type ipvlan" in block)
 
 
 def test_host_routes_go_through_the_host_link_from_the_hosts_own_address():

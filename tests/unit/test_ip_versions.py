@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ipvlan_ip.drift import problems as drift
-from ipvlan_ip.operations import GONE, check_master
+from ipvlan_ip.link import check_master
+from ipvlan_ip.operations import GONE
 from ipvlan_ip.runner import batch_failures, parse_json_stream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ip"

@@ -37,7 +37,8 @@ def test_plan_is_the_builders_steps_in_order():
                     alias=commands.mark("n"))
     target = Netns("/run/netns/blue", "blue")
     addressing = commands.Addressing(tuple(IPAM["ips"]), tuple(IPAM["routes"]))
-    expected = [commands.create_on_master(spec, target, False), *commands.after_addressing(spec, target, addressing)]
+    expected = [commands.create_on_master(spec, target, False), *commands.name_link(spec, target, addressing),
+                commands.configure_link(target, spec, addressing)]
     want = [line for s in expected for line in shell_line(s).splitlines()]
     assert commands_of(plan(CONF, "/run/netns/blue", "net1", "ADD", IPAM)) == want
 

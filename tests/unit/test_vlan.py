@@ -9,14 +9,13 @@ import json
 
 import pytest
 
-from ipvlan_ip import advice, commands, config, plugin, state, vlan
-from ipvlan_ip.capability import Call
-from ipvlan_ip.commands import LinkSpec, Netns
-from ipvlan_ip.environment import CniEnv
+from ipvlan_ip import advice, commands, plugin, state, vlan
 from ipvlan_ip.errors import MASTER_FAILURE, CniError
+from ipvlan_ip.plan import plan
 from ipvlan_ip.rtnetlink import Link
 from ipvlan_ip.runner import Runner
 
+from .test_host_access import created
 from .test_input import ENV, GOOD, answer
 
 
@@ -30,17 +29,15 @@ def test_the_vlan_link_is_master_dot_id_where_that_fits_else_derived_from_both()
 
 
 def test_the_create_batch_reads_the_master_makes_the_vlan_link_up_and_reads_it_before_the_ipvlan_link():
-    conf = config.load({**GOOD, "vlan": 20}, b"", "ADD")
-    lines = vlan.CAPABILITY.shared_link(Call(None, conf, CniEnv("ADD", "c1", "/run/netns/blue", "eth0")),
-                                        "eth0").lines(True)
-    spec = LinkSpec("eth0.20", "ipvl1", "eth0", "l3", "", 1400)
-    cmd = commands.create_on_master(spec, Netns("/run/netns/blue", "blue"), False, lines)
-    assert cmd.argv == ("ip", "-j", "-d", "-batch", "-")      # no -force: it stops at a missing master
-    assert cmd.batch == ("link show dev eth0",
-                         "link add link eth0 name eth0.20 type vlan id 20",
-                         "link set dev eth0.20 alias \"made by ipvlan-ip\"",  # up once it takes no RA
-                         "link show dev eth0.20",
-                         "link add link eth0.20 name ipvl1 netns /run/netns/blue mtu 1400 type ipvlan mode l3")
+    script = plan(json.dumps({**GOOD, "vlan": 20, "mode": "l3", "mtu": 1400}).encode(), "/run/netns/blue", "eth0",
+                  container_id="c1")
+    assert "ip -j -d -batch - <<'EOF'\nlink show dev eth0\n" in script     # no -force: it stops at a missing master
+    assert created(script) == ("link show dev eth0",
+                               "link add link eth0 name eth0.20 type vlan id 20",
+                               "link set dev eth0.20 alias \"made by ipvlan-ip\"",  # up once it takes no RA
+                               "link show dev eth0.20",
+                               f"link add link eth0.20 name {commands.temporary_name('c1', 'eth0')} netns "
+                               "/run/netns/blue mtu 1400 type ipvlan mode l3")
     # A VLAN link that exists is only brought up (a node owner's may be down) and read.
     assert vlan.link_lines("eth0", 20, make=False) == ("link show dev eth0", "link set dev eth0.20 up",
                                                          "link show dev eth0.20")
