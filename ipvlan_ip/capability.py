@@ -57,10 +57,26 @@ class SharedLink(namedtuple("SharedLink", "lock what claim created")):
 
 
 class Capability:
-    """A capability's hooks, each adding nothing until a capability defines it."""
+    """A capability: what asks for it, then its hooks, each adding nothing
+    until a capability defines it. config.py, netavark.py and the docs'
+    tables read the declarations (tests/unit/test_docs.py ties them)."""
 
-    # The config key that asks for it, as docs/config.md names it.
+    # The config key that asks for it (dotted where nested), as docs/config.md names it.
     key = ""
+    # podman's `-o` option for it (netavark.py), and the type its string value is read as.
+    option = ""
+    option_type: type = bool
+
+    def asked(self, data: dict) -> bool:
+        """Whether the config, as decoded, asks for it."""
+        value: object = data
+        for name in self.key.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        return value not in (None, False)
+
+    def refusal(self, data: dict) -> str:
+        """Why ADD cannot work with it in a config the schema takes (as decoded), or ""."""
+        return ""
 
     def wanted(self, conf) -> bool:
         return False

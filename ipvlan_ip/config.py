@@ -124,7 +124,7 @@ def usable(data: dict) -> dict:
 def refusal(data: dict) -> str:
     """Why ADD cannot work with a config the schema takes, or ""."""
     ipam_type = (data.get("ipam") or {}).get("type", "")
-    master, mode, flag = data.get("master", ""), data.get("mode") or "l2", data.get("flag", "")
+    master, mode = data.get("master", ""), data.get("mode") or "l2"
     if ipam_type == "dhcp" and mode != "l2":
         return (f"ipam type \"dhcp\" needs mode l2: in {mode} no broadcast reaches an ipvlan link, so the "
                 "DHCP server's replies never arrive (see docs/dhcp.md)")
@@ -135,56 +135,13 @@ def refusal(data: dict) -> str:
     problem = problem or batch_problem(master)
     if problem:
         return f"master {master!r} {problem}"
-    if data.get("hostAccess") and (flag in ("private", "vepa") or data.get("linkInContainer")):
-        return "hostAccess cannot work with " + (
-            f"flag {flag!r}: the host reaches its containers through an ipvlan link of its own, and with "
-            f"{flag} one ipvlan link may not talk to another" if flag in ("private", "vepa") else
-            "linkInContainer: the master is then in the container's netns, not the host's")
-    if mode != "l2" and (data.get("ipv6") or {}).get("slaac"):
-        return (f"ipv6.slaac needs mode l2: in {mode} no multicast reaches an ipvlan link, so no router "
-                "advertisement does either")
-    problem = _proxy_neighbors_problem(mode, data.get("linkInContainer", False)) if data.get("proxyNeighbors") else ""
-    if problem:
-        return problem
-    vlan = data.get("vlan")
-    if vlan is not None:
-        problem = _vlan_problem(vlan, data)
+    from . import capabilities  # their declarations: refusal is the one place config needs them
+    for capability in capabilities.ALL:
+        problem = capability.refusal(data) if capability.asked(data) else ""
         if problem:
             return problem
     if master == "ipam" and not ipam_type:
         return "\"master\": \"ipam\" needs an ipam section with a type"
-    return ""
-
-
-def _proxy_neighbors_problem(mode: str, in_container: bool) -> str:
-    """Why `proxyNeighbors` cannot go with the rest of a config the schema takes, or ""."""
-    if in_container:
-        return ("proxyNeighbors cannot work with linkInContainer: the host answers on the master, which is then "
-                "in the container's netns")
-    if mode == "l3s":
-        return ""
-    if mode == "l2":
-        return ("proxyNeighbors is for mode l3s: in l2 each container answers the LAN's ARP and neighbour "
-                "solicitations itself, so the LAN reaches it already")
-    return ("proxyNeighbors needs mode l3s: in l3, ipvlan hands the LAN's ARP requests for a container's "
-            "address to the container's link, which answers no ARP in l3, so the host never sees them "
-            "(docs/modes.md); l3s passes them to the host, which answers for the container")
-
-
-def _vlan_problem(vlan, data: dict) -> str:
-    """Why `"vlan"` cannot go with the rest of a config the schema takes, or ""."""
-    if isinstance(vlan, float):     # the schema's integer takes 20.0; Go's json, and so the Go plugins, do not
-        return f"vlan {vlan!r} must be an integer written without a fraction (1 to 4094)"
-    if data.get("master") == "ipam":
-        return ("vlan cannot work with \"master\": \"ipam\": the VLAN link is made before IPAM runs, and the "
-                "IPAM result names the master only after")
-    if data.get("linkInContainer"):
-        return ("vlan cannot work with linkInContainer: the VLAN link is made and shared on the host, and "
-                "the master is then in the container's netns")
-    if data.get("hostAccess"):
-        return ("vlan cannot work with hostAccess: the host would need an address on a VLAN link the plugin "
-                "makes and removes; make the VLAN link yourself, give it the host's address, and name it "
-                "as \"master\" instead (docs/vlan.md)")
     return ""
 
 

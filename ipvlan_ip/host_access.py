@@ -385,6 +385,17 @@ class HostAccess(Capability):
     """hostAccess as operations walks it (capability.py)."""
 
     key = "hostAccess"
+    option = "host_access"
+
+    def refusal(self, data: dict) -> str:
+        flag = data.get("flag", "")
+        if flag in ("private", "vepa"):
+            return (f"hostAccess cannot work with flag {flag!r}: the host reaches its containers through an ipvlan "
+                    f"link of its own, and with {flag} one ipvlan link may not talk to another")
+        if data.get("linkInContainer"):
+            return ("hostAccess cannot work with linkInContainer: the master is then in the container's netns, not "
+                    "the host's")
+        return ""
 
     def wanted(self, conf) -> bool:
         return conf.host_access

@@ -25,13 +25,16 @@ import json
 import os
 import sys
 
+from .capabilities import ALL as CAPABILITIES
+
 API_VERSION = "1.0.0"
-# podman's option names, and the config keys they set: podman's own names where it has one.
-OPTIONS = {"parent": "master", "mode": "mode", "flag": "flag", "mtu": "mtu", "vlan": "vlan",
-           "host_access": "hostAccess", "proxy_neighbors": "proxyNeighbors", "slaac": "ipv6.slaac",
-           "timeout": "timeout", "debug": "debug", "log_file": "logFile"}
-NUMBERS = ("mtu", "vlan", "metric", "timeout")
-SWITCHES = ("host_access", "proxy_neighbors", "slaac", "debug", "no_default_route")
+
+# podman's option names, and the config keys they set: podman's own names where it has one; each
+# capability's as it declares it (capability.py).
+OPTIONS = {"parent": "master", "mode": "mode", "flag": "flag", "mtu": "mtu",
+           **{c.option: c.key for c in CAPABILITIES}, "timeout": "timeout", "debug": "debug", "log_file": "logFile"}
+NUMBERS = ("mtu", "metric", "timeout", *(c.option for c in CAPABILITIES if c.option_type is int))
+SWITCHES = ("debug", "no_default_route", *(c.option for c in CAPABILITIES if c.option_type is bool))
 # podman's own options for every driver, which shape the routes podman's addresses come with, not the config.
 ROUTING = ("metric", "no_default_route")
 # The default routes' metric without -o metric: netavark's ipvlan and macvlan's, below its bridge's 100 so that

@@ -103,6 +103,21 @@ def missing_sysctls(run, master: str, families: set[int]) -> list[str]:
 
 class ProxyNeighbors(Capability):
     key = "proxyNeighbors"
+    option = "proxy_neighbors"
+
+    def refusal(self, data: dict) -> str:
+        mode = data.get("mode") or "l2"
+        if data.get("linkInContainer"):
+            return ("proxyNeighbors cannot work with linkInContainer: the host answers on the master, which is "
+                    "then in the container's netns")
+        if mode == "l2":
+            return ("proxyNeighbors is for mode l3s: in l2 each container answers the LAN's ARP and neighbour "
+                    "solicitations itself, so the LAN reaches it already")
+        if mode == "l3":
+            return ("proxyNeighbors needs mode l3s: in l3, ipvlan hands the LAN's ARP requests for a container's "
+                    "address to the container's link, which answers no ARP in l3, so the host never sees them "
+                    "(docs/modes.md); l3s passes them to the host, which answers for the container")
+        return ""
 
     def wanted(self, conf) -> bool:
         return conf.proxy_neighbors

@@ -26,6 +26,12 @@ from .commands import Netns, SysctlWrite
 
 class Slaac(Capability):
     key = "ipv6.slaac"
+    option = "slaac"
+
+    def refusal(self, data: dict) -> str:
+        mode = data.get("mode") or "l2"
+        return "" if mode == "l2" else (f"ipv6.slaac needs mode l2: in {mode} no multicast reaches an ipvlan link, "
+                                        "so no router advertisement does either")
 
     def wanted(self, conf) -> bool:
         return conf.slaac

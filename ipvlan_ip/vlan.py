@@ -224,6 +224,24 @@ class Vlan(Capability):
     """`"vlan": N` as operations walks it (capability.py)."""
 
     key = "vlan"
+    option = "vlan"
+    option_type = int
+
+    def refusal(self, data: dict) -> str:
+        # The schema's integer takes 20.0; Go's json, and so the Go plugins, do not.
+        if isinstance(data["vlan"], float):
+            return f"vlan {data['vlan']!r} must be an integer written without a fraction (1 to 4094)"
+        if data.get("master") == "ipam":
+            return ("vlan cannot work with \"master\": \"ipam\": the VLAN link is made before IPAM runs, and the "
+                    "IPAM result names the master only after")
+        if data.get("linkInContainer"):
+            return ("vlan cannot work with linkInContainer: the VLAN link is made and shared on the host, and "
+                    "the master is then in the container's netns")
+        if data.get("hostAccess"):
+            return ("vlan cannot work with hostAccess: the host would need an address on a VLAN link the plugin "
+                    "makes and removes; make the VLAN link yourself, give it the host's address, and name it "
+                    "as \"master\" instead (docs/vlan.md)")
+        return ""
 
     def wanted(self, conf) -> bool:
         return bool(conf.vlan)

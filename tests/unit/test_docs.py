@@ -167,3 +167,19 @@ def test_the_example_files_are_valid_configs():
 def test_the_docs_name_no_path_of_this_machine():
     for page in docs.PAGES:
         assert "/work/" not in page.read_text() and os.sep + "tmp" + os.sep + "studio" not in page.read_text()
+
+
+def test_the_key_tables_and_podmans_options_agree_with_what_each_capability_declares():
+    """A capability declares its key and its podman option (capability.py); config.md's key table has the
+    key, podman.md's capability table the option beside the key, and netavark takes the option for it.
+    Every option netavark takes is in podman.md's table."""
+    from ipvlan_ip import netavark
+    from ipvlan_ip.capabilities import ALL
+    config_md = (REPO / "docs" / "config.md").read_text()
+    table = (REPO / "docs" / "podman.md").read_text().split("## Each capability", 1)[1].split("\n\n", 2)[1]
+    for capability in ALL:
+        assert re.search(rf"^\| `{capability.key.split('.')[0]}` \|", config_md, re.M), capability.key
+        rows = [line for line in table.splitlines() if f"`-o {capability.option}=" in line]
+        assert len(rows) == 1 and f'"{capability.key.split(".")[-1]}"' in rows[0], (capability.key, rows)
+        assert netavark.OPTIONS[capability.option] == capability.key
+    assert [o for o in (*netavark.OPTIONS, *netavark.ROUTING) if f"-o {o}=" not in table] == []
