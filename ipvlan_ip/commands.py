@@ -106,6 +106,16 @@ def mark(network: str) -> str:
     return text if len(text) <= IFALIASZ else f"{MARK}crc32-{zlib.crc32(network.encode()):08x}"
 
 
+def host_link_name(master: str) -> str:
+    """hostAccess's link of the host on `master`: derived, so that every call finds the same one."""
+    return f"ipvh{zlib.crc32(master.encode()):08x}"
+
+
+def is_host_link(name: str) -> bool:
+    """Whether `name` is the name host_link_name gives (port.py names such a link in its refusal)."""
+    return len(name) == 12 and name.startswith("ipvh") and all(c in "0123456789abcdef" for c in name[4:])
+
+
 def temporary_name(container_id: str, ifname: str) -> str:
     """The link's name until it is renamed to CNI_IFNAME inside the container.
     Derived from the attachment, not random, so that a DEL after a crash

@@ -42,12 +42,10 @@ them through the runner, for operations.py to compose.
 
 from __future__ import annotations
 
-import re
-import zlib
-
 from . import state
 from .capability import Call, Capability, CreateLines, SharedLink, refuse_held
-from .commands import Command, LinkDelete, batch_line
+from .commands import Command, LinkDelete, batch_line, is_host_link
+from .commands import host_link_name as link_name  # hostAccess's link: port.py names it too
 from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
 from .results import family
 
@@ -57,10 +55,6 @@ GONE = ("No such process", "Cannot find device", "No such file or directory")
 
 
 # ---------------------------------------------------------------- the commands
-
-def link_name(master: str) -> str:
-    """The host's link on `master`: derived, so that every call finds the same one."""
-    return f"ipvh{zlib.crc32(master.encode()):08x}"
 
 
 def lock_path(link: str) -> str:
@@ -365,13 +359,6 @@ def remove_link(run, link: str) -> None:
     found = run.interfaces(None).get(link)
     if found is not None and found.kind == "ipvlan":
         run.delete_link(LinkDelete(f"remove the host's link {link}: no container uses it", link, found.index))
-
-
-_LINK = re.compile(r"ipvh[0-9a-f]{8}")
-
-
-def is_host_link(name: str) -> bool:
-    return bool(_LINK.fullmatch(name))
 
 
 def _in_use(run) -> set[str]:

@@ -25,7 +25,7 @@ import contextlib
 import os
 
 from . import state
-from .commands import Netns
+from .commands import Netns, is_host_link
 from .errors import MASTER_FAILURE, CniError
 from .rtnetlink import Link
 
@@ -119,7 +119,6 @@ def remember(run, device: str, where: str) -> None:
 
 def refusal(device: str, link: Link, carrying: list[tuple[str, Link]], mode: str, flag: str) -> str:
     """Why a link in `mode` and `flag` may not go on `device`, naming every link that carries its settings."""
-    from .host_access import is_host_link  # the refusal's alone
     keys = [f'"mode": "{link.mode}"'] if link.mode != mode else []
     keys += [f'"flag": "{link.flag}"'] if link.flag != flag else []
     named = ", ".join(f"{on.name} in {where}" + (" (hostAccess's host link: it goes with the last container of "
