@@ -28,7 +28,7 @@ from __future__ import annotations
 import zlib
 
 from .errors import IPAM_FAILURE, TRY_AGAIN_LATER, CniError
-from .state import LOCKS
+from .node.state import LOCKS
 
 DEFAULT_SOCKET = "/run/cni/dhcp.sock"
 TAKEN = ("Address already assigned to an ipvlan device", "Address already in use")

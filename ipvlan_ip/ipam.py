@@ -6,10 +6,11 @@ import json
 import os
 from contextlib import nullcontext
 
-from . import results, state
+from . import results
 from .config import NetConf
 from .environment import CniEnv
 from .errors import IPAM_FAILURE, CniError
+from .node import state
 
 
 def turn_path(network: str) -> str:

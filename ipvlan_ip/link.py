@@ -9,13 +9,14 @@ rollback reads.
 """
 from __future__ import annotations
 
-from . import capabilities, commands, port, state
-from .capability import Call, CreateLines
+from . import capabilities, commands
+from .capabilities.capability import Call, CreateLines
 from .commands import LinkSpec, Netns
 from .config import NetConf
 from .environment import CniEnv, batch_problem, interface_name_problem
 from .errors import INVALID_CONFIG, LINK_FAILURE, MASTER_FAILURE, TRY_AGAIN_LATER, CniError
-from .runner import BatchFailure, CommandFailed
+from .node import port, state
+from .node.runner import BatchFailure, CommandFailed
 
 
 class Made:

@@ -8,12 +8,12 @@ import sys
 
 def main() -> None:
     if "CNI_COMMAND" in os.environ:
-        from .plugin import main as plugin_main
+        from .front.plugin import main as plugin_main
         sys.exit(plugin_main())
     if sys.argv[1:2] in (["create"], ["setup"], ["teardown"], ["info"]):
-        from .netavark import main as netavark_main
+        from .front.netavark import main as netavark_main
         sys.exit(netavark_main(sys.argv[1:]))
-    from .cli import main as cli_main
+    from .front.cli import main as cli_main
     sys.exit(cli_main(sys.argv[1:]))
 
 

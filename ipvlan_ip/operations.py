@@ -7,20 +7,14 @@ config asks for, through the hooks of capability.py.
 """
 from __future__ import annotations
 
-from . import capabilities, commands, dhcp, ipam, link, state
-from .capability import Call
+from . import capabilities, commands, dhcp, ipam, link
+from .capabilities.capability import Call
 from .commands import Addressing, LinkSpec, Netns, Rename, SysctlWrite
 from .config import NetConf
 from .environment import CniEnv
-from .errors import (
-    CHECK_FAILURE,
-    INTERFACE_EXISTS,
-    INVALID_CONFIG,
-    LINK_FAILURE,
-    NOT_AVAILABLE,
-    CniError,
-)
-from .runner import CommandFailed
+from .errors import CHECK_FAILURE, INTERFACE_EXISTS, INVALID_CONFIG, LINK_FAILURE, NOT_AVAILABLE, CniError
+from .node import state
+from .node.runner import CommandFailed
 
 # ---------------------------------------------------------------- ADD
 

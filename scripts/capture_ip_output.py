@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 from vm import VM_DIR, host_has_ipvlan, run_in_vm  # noqa: E402
 
-from ipvlan_ip import commands, host_access  # noqa: E402
+from ipvlan_ip import commands  # noqa: E402
+from ipvlan_ip.capabilities import host_access  # noqa: E402
 from ipvlan_ip.commands import Addressing, LinkSpec, Netns  # noqa: E402
 
 OUT = REPO / "tests" / "fixtures" / "ip"

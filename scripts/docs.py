@@ -19,7 +19,7 @@ def plan_text(args: str) -> str:
     import argparse
     import json
 
-    from ipvlan_ip.plan import plan
+    from ipvlan_ip.tools.plan import plan
     p = argparse.ArgumentParser()
     for flag in ("--netns", "--ifname", "--command", "--ipam-result", "--container-id"):
         p.add_argument(flag, default=None)

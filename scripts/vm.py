@@ -46,7 +46,7 @@ def host_has_ipvlan() -> bool:
 def plugin_launcher() -> str:
     """The plugin as runtimes run it: the launcher `ipvlan-ip install` writes,
     here into .vm/bin, which the VM can write too."""
-    from ipvlan_ip.install import install
+    from ipvlan_ip.tools.install import install
     return install(str(VM_DIR / "bin"), "ipvlan-ip", force=True)
 
 

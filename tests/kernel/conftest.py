@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pytest
 import sh
 
-from ipvlan_ip import host_access
+from ipvlan_ip.capabilities import host_access
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from vm import plugin_launcher  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ipvlan_ip import host_access
+from ipvlan_ip.capabilities import host_access
 
 from .conftest import GO_PLUGINS, PLUGIN, TEST_PLUGINS, call_plugin, ip, ipj, reservations, unique
 from .test_plugin import host_local, links_in

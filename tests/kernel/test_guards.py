@@ -22,7 +22,9 @@ from typing import NamedTuple
 
 import pytest
 
-from ipvlan_ip import host_access, ipam, port, proxy_neighbors, state, vlan
+from ipvlan_ip import ipam
+from ipvlan_ip.capabilities import host_access, proxy_neighbors, vlan
+from ipvlan_ip.node import port, state
 
 from . import test_vlan
 from .conftest import PLUGIN, call_plugin, ip, ipj, reservations, unique
@@ -362,7 +364,7 @@ def test_an_ip_the_plugin_starts_holds_its_locks_until_it_ends(tmp_path):
     lock, started, done = tmp_path / "locks" / "proxy-test.lock", tmp_path / "started", tmp_path / "done"
     script = f"""
 from ipvlan_ip.commands import Command
-from ipvlan_ip.runner import Runner
+from ipvlan_ip.node.runner import Runner
 run = Runner()
 with run.exclusive({str(lock)!r}, create=True):
     run.run(Command("an ip that outlives the plugin", ("sh", "-c", "touch {started}; sleep 3; touch {done}")))

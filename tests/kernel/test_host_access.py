@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ipvlan_ip import host_access
+from ipvlan_ip.capabilities import host_access
 
 from .conftest import Lan, call_plugin, ip, ipj, reservations, unique
 from .runtimes import eth, ipv4

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ipvlan_ip import host_access
+from ipvlan_ip.capabilities import host_access
 
 from ..unit.test_state import overlapping_shared_holders
 from .conftest import call_plugin, ip, ipj, reservations, unique

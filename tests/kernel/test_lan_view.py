@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ipvlan_ip import proxy_neighbors, vlan
+from ipvlan_ip.capabilities import proxy_neighbors, vlan
 
 from . import test_vlan
 from .conftest import Lan, call_plugin, ip, ipj, reservations, unique

@@ -1,5 +1,5 @@
 """Podman 5 with netavark attaches containers through ipvlan-ip, installed
-as a netavark plugin (ipvlan_ip/netavark.py), with Debian 13's own podman
+as a netavark plugin (ipvlan_ip/front/netavark.py), with Debian 13's own podman
 5.4 and netavark 1.14 in the podman5 root: `podman network create -d
 ipvlan-ip` with podman's own options, `podman run`, `podman inspect`,
 `podman rm`; a bad option refused by create with the plugin's message; a

@@ -3,7 +3,7 @@ netns and reads it back from the kernel."""
 
 from ipvlan_ip import commands
 from ipvlan_ip.commands import LinkSpec, Netns
-from ipvlan_ip.runner import Runner
+from ipvlan_ip.node.runner import Runner
 
 from .conftest import ip, ipj
 

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from ipvlan_ip import vlan
+from ipvlan_ip.capabilities import vlan
 
 from .conftest import GO_PLUGINS, PLUGIN, call_plugin, ip, ipj, reservations
 from .test_doctor import doctor, write

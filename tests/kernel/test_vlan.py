@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import pytest
 
-from ipvlan_ip import vlan
+from ipvlan_ip.capabilities import vlan
 
 from ..conftest import SYSTEM_PATH
 from .conftest import call_plugin, ip, ipj, reservations, unique

@@ -13,7 +13,7 @@ import pytest
 
 from ipvlan_ip import advice
 from ipvlan_ip.errors import IPAM_FAILURE, LINK_FAILURE, MASTER_FAILURE, TRY_AGAIN_LATER, CniError
-from ipvlan_ip.install import install
+from ipvlan_ip.tools.install import install
 
 ERRORS_DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 

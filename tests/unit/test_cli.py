@@ -1,6 +1,6 @@
 import json
 
-from ipvlan_ip import cli
+from ipvlan_ip.front import cli
 
 
 def test_validate_reports_each_problem_with_its_path(tmp_path, capsys):

@@ -4,7 +4,7 @@ import pytest
 
 from ipvlan_ip import commands
 from ipvlan_ip.commands import Addressing, LinkSpec, Netns
-from ipvlan_ip.echo import shell_line
+from ipvlan_ip.node.echo import shell_line
 
 NAMED = Netns("/run/netns/blue", "blue")
 PROC = Netns("/proc/42/ns/net")

@@ -14,8 +14,8 @@ import stat
 
 import pytest
 
-from ipvlan_ip import state
-from ipvlan_ip.plugin import main as plugin_main
+from ipvlan_ip.front.plugin import main as plugin_main
+from ipvlan_ip.node import state
 
 from .test_input import ENV, GOOD, answer
 from .test_netns_paths import call, conf_for, plugin  # noqa: F401  (plugin is a fixture)

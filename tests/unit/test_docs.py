@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ipvlan_ip import validation
-from ipvlan_ip.doctor import ours
+from ipvlan_ip.tools.doctor import ours
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -99,7 +99,7 @@ def test_the_readme_names_the_demos_topics_as_demo_takes_them():
 def test_the_code_map_of_internals_names_every_module():
     text = (REPO / "docs" / "internals.md").read_text().split("## The code, in reading order", 1)[1]
     code_map = text.split("\n## ", 1)[0]
-    modules = {p.name for p in (REPO / "ipvlan_ip").glob("*.py")} - {"__init__.py", "__main__.py"}
+    modules = {p.name for p in (REPO / "ipvlan_ip").rglob("*.py")} - {"__init__.py", "__main__.py"}
     assert sorted(m for m in modules if f"`{m}`" not in code_map) == []
 
 
@@ -173,8 +173,8 @@ def test_the_key_tables_and_podmans_options_agree_with_what_each_capability_decl
     """A capability declares its key and its podman option (capability.py); config.md's key table has the
     key, podman.md's capability table the option beside the key, and netavark takes the option for it.
     Every option netavark takes is in podman.md's table."""
-    from ipvlan_ip import netavark
     from ipvlan_ip.capabilities import ALL
+    from ipvlan_ip.front import netavark
     config_md = (REPO / "docs" / "config.md").read_text()
     table = (REPO / "docs" / "podman.md").read_text().split("## Each capability", 1)[1].split("\n\n", 2)[1]
     for capability in ALL:

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ipvlan_ip import doctor
+from ipvlan_ip.tools import doctor
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "schemas" / "doctor.schema.json").read_text())
@@ -147,7 +147,7 @@ def test_the_docs_example_is_what_doctor_prints(without_driver, tmp_path):
 
 
 def test_the_vlan_link_a_config_would_use_is_checked_by_name_kind_id_parent_and_mtu():
-    from ipvlan_ip import doctor
+    from ipvlan_ip.tools import doctor
     conf = {"type": "ipvlan-ip", "master": "eth0", "vlan": 20}
     vlan20 = {"ifname": "eth0.20", "link": "eth0", "mtu": 1400,
               "linkinfo": {"info_kind": "vlan", "info_data": {"id": 20}}}

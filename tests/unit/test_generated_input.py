@@ -12,10 +12,11 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipvlan_ip import plugin, validation
+from ipvlan_ip import validation
 from ipvlan_ip.commands import Command, Rename, SysctlWrite, netns_at
 from ipvlan_ip.environment import find_plugin
-from ipvlan_ip.rtnetlink import Link
+from ipvlan_ip.front import plugin
+from ipvlan_ip.node.rtnetlink import Link
 from ipvlan_ip.versions import SUPPORTED_VERSIONS
 
 SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}

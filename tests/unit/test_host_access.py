@@ -8,10 +8,12 @@ import re
 
 import pytest
 
-from ipvlan_ip import commands, host_access, plugin
+from ipvlan_ip import commands
+from ipvlan_ip.capabilities import host_access
 from ipvlan_ip.errors import CniError
-from ipvlan_ip.plan import plan
-from ipvlan_ip.runner import BatchFailure
+from ipvlan_ip.front import plugin
+from ipvlan_ip.node.runner import BatchFailure
+from ipvlan_ip.tools.plan import plan
 
 from .test_input import ENV, GOOD
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from ipvlan_ip.install import install
+from ipvlan_ip.tools.install import install
 
 FORBIDDEN = ("jsonschema", "referencing", "sh", "asyncio", "logging", "importlib.metadata", "ssl",
              "dataclasses", "inspect", "typing")
@@ -47,7 +47,7 @@ def test_no_cni_command_imports_what_the_budget_forbids(command, tmp_path):
     conf = {**CONF, "prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": "absent-if0"}],
                                    "ips": [{"address": "10.99.0.5/24", "interface": 0}]}}
     modules = modules_loaded(tmp_path, tmp_path / "modules", env, json.dumps(conf).encode())
-    assert "ipvlan_ip.plugin" in modules                 # the hook saw the call
+    assert "ipvlan_ip.front.plugin" in modules                 # the hook saw the call
     assert over_budget(modules) == []
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ipvlan_ip import plugin
 from ipvlan_ip.environment import interface_name_problem, parse_cni_args
+from ipvlan_ip.front import plugin
 
 GOOD = {"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
         "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import jsonschema
 
-from ipvlan_ip import inventory, show
-from ipvlan_ip.survey import SeenNetns
+from ipvlan_ip.node.survey import SeenNetns
+from ipvlan_ip.tools import inventory, show
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "show.schema.json").read_text())
 MAC = "52:54:00:12:34:56"

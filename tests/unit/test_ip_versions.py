@@ -12,8 +12,8 @@ import pytest
 
 from ipvlan_ip.drift import problems as drift
 from ipvlan_ip.link import check_master
+from ipvlan_ip.node.runner import batch_failures, parse_json_stream
 from ipvlan_ip.operations import GONE
-from ipvlan_ip.runner import batch_failures, parse_json_stream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ip"
 NODES = {"bullseye": "iproute2-5.9", "bookworm": "iproute2-6.1", "trixie": "iproute2-6.15"}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ipvlan_ip import plan
+from ipvlan_ip.tools import plan
 
 from .test_input import ENV, GOOD, answer
 

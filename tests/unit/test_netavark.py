@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ipvlan_ip import netavark
+from ipvlan_ip.front import netavark
 
 NETWORK = {"name": "lan", "id": "2f25", "driver": "ipvlan-ip", "network_interface": "", "ipv6_enabled": True,
            "internal": False, "dns_enabled": False, "ipam_options": {"driver": "host-local"},

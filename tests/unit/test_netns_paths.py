@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ipvlan_ip.install import install
+from ipvlan_ip.tools.install import install
 
 from ..conftest import SYSTEM_PATH
 

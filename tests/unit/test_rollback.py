@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from ipvlan_ip import commands, plugin
+from ipvlan_ip import commands
 from ipvlan_ip.errors import LINK_FAILURE, CniError
-from ipvlan_ip.runner import BatchFailure
+from ipvlan_ip.front import plugin
+from ipvlan_ip.node.runner import BatchFailure
 
 from .test_generated_input import FakeRunner
 
@@ -105,7 +106,7 @@ def test_del_goes_on_past_a_lock_it_cannot_open_and_a_record_it_cannot_read_and_
     """Neither mends itself by waiting, and a DEL that fails keeps the pod for nothing (issue 48)."""
     from contextlib import nullcontext
 
-    from ipvlan_ip.state import LockUnavailable, RecordUnreadable
+    from ipvlan_ip.node.state import LockUnavailable, RecordUnreadable
 
     class Broken(FakeRunner):
         def load_record(self, path):

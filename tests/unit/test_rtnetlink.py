@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
-from ipvlan_ip import rtnetlink
 from ipvlan_ip.errors import TRY_AGAIN_LATER, CniError
-from ipvlan_ip.kernel import _whole
-from ipvlan_ip.rtnetlink import NLM_F_DUMP_INTR, RTM_NEWLINK, DumpFailed
+from ipvlan_ip.node import rtnetlink
+from ipvlan_ip.node.kernel import _whole
+from ipvlan_ip.node.rtnetlink import NLM_F_DUMP_INTR, RTM_NEWLINK, DumpFailed
 
 
 def attribute(kind: int, value: bytes) -> bytes:

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from ipvlan_ip.commands import Command
-from ipvlan_ip.echo import Echo
 from ipvlan_ip.errors import CniError
-from ipvlan_ip.runner import Runner
+from ipvlan_ip.node.echo import Echo
+from ipvlan_ip.node.runner import Runner
 
 
 def gone(pid: int) -> bool:

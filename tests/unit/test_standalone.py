@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ipvlan_ip import cli, errors, standalone
-from ipvlan_ip.install import MARK, install
+from ipvlan_ip import errors
+from ipvlan_ip.front import cli
+from ipvlan_ip.tools import standalone
+from ipvlan_ip.tools.install import MARK, install
 
 from ..conftest import SYSTEM_PATH
 

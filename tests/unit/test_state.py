@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from ipvlan_ip.echo import Echo
 from ipvlan_ip.errors import CniError
-from ipvlan_ip.runner import Runner
+from ipvlan_ip.node.echo import Echo
+from ipvlan_ip.node.runner import Runner
 
 
 class Told(Echo):
@@ -127,7 +127,8 @@ def test_a_record_being_written_is_never_read_as_one_and_any_record_name_is(tmp_
 def test_a_lock_for_the_longest_network_name_is_a_real_one(tmp_path, monkeypatch):
     """`ipam-NAME.lock.gate` for a 253-character name is longer than a file name may be: such a lock was
     once no lock at all (issue 48)."""
-    from ipvlan_ip import ipam, state
+    from ipvlan_ip import ipam
+    from ipvlan_ip.node import state
     monkeypatch.setattr(state, "LOCKS", str(tmp_path))
     path = ipam.turn_path("n" * 253)
     holder, other = Runner(timeout=0.2), Runner(timeout=0.2)
@@ -138,7 +139,7 @@ def test_a_lock_for_the_longest_network_name_is_a_real_one(tmp_path, monkeypatch
 
 
 def test_a_lock_file_that_cannot_be_opened_fails_the_call(tmp_path):
-    from ipvlan_ip.state import LockUnavailable
+    from ipvlan_ip.node.state import LockUnavailable
     (tmp_path / "locks").write_text("a file where the dir should be")
     with pytest.raises(LockUnavailable) as raised, Runner().exclusive(str(tmp_path / "locks" / "x.lock"), create=True):
         pytest.fail("ran unlocked")

@@ -7,11 +7,12 @@ import subprocess
 
 import pytest
 
-from ipvlan_ip import cli, commands
+from ipvlan_ip import commands
 from ipvlan_ip.commands import Command, LinkSpec, Netns
-from ipvlan_ip.echo import shell_line
-from ipvlan_ip.install import MARK, install
-from ipvlan_ip.plan import plan
+from ipvlan_ip.front import cli
+from ipvlan_ip.node.echo import shell_line
+from ipvlan_ip.tools.install import MARK, install
+from ipvlan_ip.tools.plan import plan
 
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "ipvlan-ip", "master": "eth0",
                    "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}).encode()

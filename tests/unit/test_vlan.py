@@ -9,11 +9,14 @@ import json
 
 import pytest
 
-from ipvlan_ip import advice, commands, plugin, state, vlan
+from ipvlan_ip import advice, commands
+from ipvlan_ip.capabilities import vlan
 from ipvlan_ip.errors import MASTER_FAILURE, CniError
-from ipvlan_ip.plan import plan
-from ipvlan_ip.rtnetlink import Link
-from ipvlan_ip.runner import Runner
+from ipvlan_ip.front import plugin
+from ipvlan_ip.node import state
+from ipvlan_ip.node.rtnetlink import Link
+from ipvlan_ip.node.runner import Runner
+from ipvlan_ip.tools.plan import plan
 
 from .test_host_access import created
 from .test_input import ENV, GOOD, answer

@@ -18,10 +18,12 @@ import re
 import sys
 from collections import namedtuple
 
-from . import advice, config, dhcp, host_access, port, proxy_neighbors, validation, vlan
-from .commands import Command, batch_line
-from .environment import find_plugin
-from .errors import CniError
+from .. import advice, config, dhcp, validation
+from ..capabilities import host_access, proxy_neighbors, vlan
+from ..commands import Command, batch_line
+from ..environment import find_plugin
+from ..errors import CniError
+from ..node import port
 
 PYTHON = ((3, 9), (3, 13))      # the supported range (docs/nodes.md)
 IPROUTE2 = (5, 9)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
-from .versions import LATEST, version_answer
+from ..errors import INTERNAL, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
+from ..versions import LATEST, version_answer
 
 
 def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None) -> int:
@@ -30,7 +30,7 @@ def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None
     answer_version = _answer_version(data)
     echo = None
     try:
-        from .environment import read_environment
+        from ..environment import read_environment
         env = read_environment(environ)
         echo = _echo(env, data, environ)
         echo(f"# request: {json.dumps({k: v for k, v in environ.items() if k.startswith('CNI_')})}")
@@ -44,7 +44,7 @@ def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None
         error = e
     except Exception as e:  # never a traceback: the runtime wants JSON
         error = CniError(INTERNAL, f"{type(e).__name__}: {e}")
-    from .advice import explained  # the error path's alone
+    from ..advice import explained  # the error path's alone
     advised = explained(error)
     said = f"{error.details}; {advised.msg}" if advised is not error else error.details
     error = advised
@@ -56,8 +56,8 @@ def main(environ=None, stdin: bytes | None = None, stdout=None, make_runner=None
 
 
 def _dispatch(env, data, stdin: bytes, echo, environ, make_runner) -> dict | None:
-    from . import config, operations, results
-    from .runner import Runner
+    from .. import config, operations, results
+    from ..node.runner import Runner
     conf = config.load(config.decode(stdin) if data is None else data, stdin, env.command)
     timeout = _timeout(environ.get("IPVLAN_IP_TIMEOUT"), conf.timeout)
     run = (make_runner or Runner)(echo, timeout)
@@ -103,7 +103,7 @@ def _answer_version(data) -> str:
 def _echo(env, data, environ):
     """The echo the config and environment ask for. A logFile outside the
     node's log directory is refused (DEL, which must complete, logs nowhere)."""
-    from .echo import Echo, log_dir, log_problem
+    from ..node.echo import Echo, log_dir, log_problem
     conf = data if isinstance(data, dict) else {}
     debug = (environ.get("IPVLAN_IP_DEBUG") == "1" or env.args.get("IPVLAN_IP_DEBUG") == "1"
              or conf.get("debug") is True)

@@ -42,12 +42,12 @@ them through the runner, for operations.py to compose.
 
 from __future__ import annotations
 
-from . import state
+from ..commands import Command, LinkDelete, batch_line, is_host_link
+from ..commands import host_link_name as link_name  # hostAccess's link: port.py names it too
+from ..errors import LINK_FAILURE, MASTER_FAILURE, CniError
+from ..node import state
+from ..results import family
 from .capability import Call, Capability, CreateLines, SharedLink, refuse_held
-from .commands import Command, LinkDelete, batch_line, is_host_link
-from .commands import host_link_name as link_name  # hostAccess's link: port.py names it too
-from .errors import LINK_FAILURE, MASTER_FAILURE, CniError
-from .results import family
 
 STATE = "/run/ipvlan-ip/host-access"
 # A route, neighbour entry or link already removed.

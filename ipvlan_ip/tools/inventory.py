@@ -18,9 +18,10 @@ import re
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 
-from . import commands, vlan
-from .commands import Netns
-from .errors import CniError
+from .. import commands
+from ..capabilities import vlan
+from ..commands import Netns
+from ..errors import CniError
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 DEFAULT_CONF_DIRS = ("/etc/cni/net.d",)

@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from . import __version__
-from .versions import SUPPORTED_VERSIONS
+from .. import __version__
+from ..versions import SUPPORTED_VERSIONS
 
 # Where Podman 5 looks for netavark plugins first among the packaged dirs (containers.conf's netavark_plugin_dirs).
 NETAVARK_DIR = "/usr/libexec/netavark"
@@ -115,8 +115,8 @@ def _read(path: str) -> bytes:
 def _plan(args) -> int:
     import json
 
-    from .errors import CniError
-    from .plan import plan
+    from ..errors import CniError
+    from ..tools.plan import plan
     try:
         conf = _read(args.config)
         ipam_result = json.loads(_read(args.ipam_result)) if args.ipam_result else None
@@ -130,7 +130,7 @@ def _plan(args) -> int:
 
 
 def _install(args) -> int:
-    from .install import install
+    from ..tools.install import install
     try:
         if args.python and not args.standalone:
             return _fail("--python goes with --standalone", 2)
@@ -146,9 +146,9 @@ def _install(args) -> int:
 
 
 def _show(args) -> int:
-    from . import inventory, show
-    from .errors import CniError
-    from .runner import Runner
+    from ..errors import CniError
+    from ..node.runner import Runner
+    from ..tools import inventory, show
     try:
         doc = inventory.collect(Runner(), args.ipam_dir, args.cni_conf_dir or inventory.DEFAULT_CONF_DIRS,
                                 args.cache_dir)
@@ -163,8 +163,8 @@ def _show(args) -> int:
 def _doctor(args) -> int:
     import json
 
-    from . import doctor
-    from .runner import Runner
+    from ..node.runner import Runner
+    from ..tools import doctor
     report = doctor.examine(Runner(), args.config, args.cni_bin_dir or doctor.runtime_bin_dirs())
     sys.stdout.write(json.dumps(report, indent=1) + "\n" if args.json else doctor.as_text(report))
     return 1 if report["summary"]["failures"] else 0
@@ -174,13 +174,13 @@ def validate(path: str) -> int:
     """Each problem as 'file: $.json.path: reason'; exit 0 when valid, 1 when not, 2 when unreadable."""
     import json
 
-    from . import validation
+    from .. import validation
     try:
         data = json.loads(_read(path))
     except (OSError, ValueError) as e:
         return _fail(f"cannot read {path}: {e}", 2)
     if isinstance(data, dict):
-        from .doctor import ours  # a conflist: each plugin of ours, as the runtime gives it its config
+        from ..tools.doctor import ours  # a conflist: each plugin of ours, as the runtime gives it its config
         problems = [p.replace("$", where, 1) for where, conf in ours(data)
                     for p in validation.problems("netconf", conf)]
     else:
@@ -195,10 +195,10 @@ def validate(path: str) -> int:
 def _conflist(args) -> int:
     import json
 
+    from ..environment import CniEnv
+    from ..errors import CniError
+    from ..node.runner import Runner
     from .conflist import Conflist
-    from .environment import CniEnv
-    from .errors import CniError
-    from .runner import Runner
     try:
         data = json.loads(_read(args.file))
     except (OSError, ValueError) as e:

@@ -20,12 +20,13 @@ import contextlib
 import json
 import shlex
 
-from . import commands, config, operations, port
-from .commands import Command
-from .echo import announced
-from .environment import CniEnv
-from .errors import CHECK_FAILURE, CniError
-from .rtnetlink import Address, Link
+from .. import commands, config, operations
+from ..commands import Command
+from ..environment import CniEnv
+from ..errors import CHECK_FAILURE, CniError
+from ..node import port
+from ..node.echo import announced
+from ..node.rtnetlink import Address, Link
 
 PLACEHOLDER = {"cniVersion": "1.0.0", "interfaces": [],
                "ips": [{"address": "192.0.2.10/24", "gateway": "192.0.2.1"}],
@@ -79,7 +80,7 @@ def _script(header: list[str], lines: list[str]) -> str:
 
 def _addresses(conf, ipam_result: dict | None, out: list[str]) -> dict:
     """What the IPAM plugin answers in the plan."""
-    from . import results
+    from .. import results
     if ipam_result is not None:
         return results.parse(ipam_result, conf.cni_version, "the IPAM result")
     if not conf.ipam_type and conf.prev_result and conf.prev_result["ips"]:

@@ -21,10 +21,10 @@ import subprocess
 import time
 from collections import namedtuple
 
-from .commands import Command
+from ..commands import Command
+from ..environment import find_plugin
+from ..errors import IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 from .echo import Echo, shell_line
-from .environment import find_plugin
-from .errors import IPAM_FAILURE, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 from .kernel import Kernel
 from .state import State
 from .survey import Survey

@@ -20,7 +20,7 @@ MARK = "# written by `ipvlan-ip install`"
 
 def launcher() -> str:
     import sysconfig
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     site_packages = sysconfig.get_path("purelib")
     # After the standard library, not before: each import looks through the
     # entries in order, and none of ours holds a module of the standard library.

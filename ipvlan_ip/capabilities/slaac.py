@@ -20,8 +20,8 @@ link are all, and the link takes them into the container.
 """
 from __future__ import annotations
 
+from ..commands import Netns, SysctlWrite
 from .capability import Call, Capability
-from .commands import Netns, SysctlWrite
 
 
 class Slaac(Capability):

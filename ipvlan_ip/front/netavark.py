@@ -25,7 +25,7 @@ import json
 import os
 import sys
 
-from .capabilities import ALL as CAPABILITIES
+from ..capabilities import ALL as CAPABILITIES
 
 API_VERSION = "1.0.0"
 
@@ -70,7 +70,7 @@ def main(argv: list[str], stdin=None, stdout=None) -> int:
 def _answer(argv: list[str], stdin: bytes) -> dict | None:
     verb = argv[0] if argv else ""
     if verb == "info":
-        from . import __version__
+        from .. import __version__
         return {"version": __version__, "api_version": API_VERSION}
     try:
         data = json.loads(stdin)
@@ -90,7 +90,7 @@ def create(network: dict) -> dict:
     schema and combinations as a CNI config, so that the user hears of a bad
     option now rather than at the first container. -o parent= becomes the
     network's interface."""
-    from . import dhcp
+    from .. import dhcp
     options = dict(network.get("options") or {})
     parent = options.pop("parent", "")
     if parent and network.get("network_interface") and parent != network["network_interface"]:
@@ -136,7 +136,7 @@ def netconf(network: dict, ips: dict | None = None, teardown: bool = False) -> d
     version would not create (an option an upgrade refuses), as the CNI
     path's DEL runs for a config ADD refuses, and what it cannot read it
     leaves out."""
-    from . import config, validation
+    from .. import config, validation
     conf: dict = {"cniVersion": "1.0.0", "name": network.get("name", ""), "type": "ipvlan-ip",
                   "master": network.get("network_interface") or ""}
     for option, value in (network.get("options") or {}).items():

@@ -21,14 +21,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 PYTHON_TOO_OLD = 105    # errors.PYTHON_TOO_OLD; __main__ cannot import errors.py on an old Python
 
 # Runs before anything of ours is imported, so it must parse and run on any
 # Python 3 a node may have (a unit test parses it as 3.6 would): no f-strings,
 # no annotations.
 MAIN = '''\
-# Entry point of the ipvlan-ip zip application (ipvlan_ip/standalone.py).
+# Entry point of the ipvlan-ip zip application (ipvlan_ip/tools/standalone.py).
 import sys
 
 if sys.version_info < (3, 9):

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .commands import Command, LinkDelete, LinkUp, Rename, SysctlWrite, ip
+from ..commands import Command, LinkDelete, LinkUp, Rename, SysctlWrite, ip
 
 # Where a config's logFile may be: a NetworkAttachmentDefinition is often
 # writable by a namespace's users, and the plugin runs as root, so the

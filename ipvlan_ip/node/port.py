@@ -24,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 
+from ..commands import Netns, is_host_link
+from ..errors import MASTER_FAILURE, CniError
 from . import state
-from .commands import Netns, is_host_link
-from .errors import MASTER_FAILURE, CniError
 from .rtnetlink import Link
 
 HOST = "/proc/self/ns/net"

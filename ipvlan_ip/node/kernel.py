@@ -15,9 +15,9 @@ import os
 import stat
 import time
 
-from .commands import LinkDelete, LinkUp, Netns, Rename, SysctlWrite, netns_at
+from ..commands import LinkDelete, LinkUp, Netns, Rename, SysctlWrite, netns_at
+from ..errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 from .echo import Echoed
-from .errors import INTERFACE_EXISTS, INVALID_ENVIRONMENT, LINK_FAILURE, TRY_AGAIN_LATER, CniError
 from .rtnetlink import NETLINK_ROUTE, NLM_F_REQUEST, Address, DumpFailed, Link, addressed, addresses, links, on_link
 
 CLONE_NEWNET = 0x40000000

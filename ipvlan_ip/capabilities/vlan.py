@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import zlib
 
-from . import port, state
+from ..commands import Command, LinkDelete, batch_line
+from ..errors import MASTER_FAILURE, CniError
+from ..node import port, state
 from .capability import Call, Capability, CreateLines, SharedLink
-from .commands import Command, LinkDelete, batch_line
-from .errors import MASTER_FAILURE, CniError
 
 STATE = "/run/ipvlan-ip/vlan"
 MADE = "made by ipvlan-ip"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .errors import INVALID_CONFIG, CniError
+from ..errors import INVALID_CONFIG, CniError
 
 
 class Call(namedtuple("Call", "run conf env")):

@@ -35,11 +35,11 @@ that its DEL leaves the new container's entry alone.
 """
 from __future__ import annotations
 
-from . import state
+from ..commands import Command, batch_line
+from ..errors import INVALID_CONFIG, LINK_FAILURE, MASTER_FAILURE, CniError
+from ..node import state
+from ..results import family
 from .capability import Call, Capability, refuse_held
-from .commands import Command, batch_line
-from .errors import INVALID_CONFIG, LINK_FAILURE, MASTER_FAILURE, CniError
-from .results import family
 
 STATE = "/run/ipvlan-ip/proxy-neighbors"
 # A route or entry already gone, or the master with it.

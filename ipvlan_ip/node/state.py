@@ -14,8 +14,8 @@ import re
 import time
 import zlib
 
+from ..errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 from .echo import Echo
-from .errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 from .kernel import open_namespace_file
 
 # The lock files of our own (the netns files are the others): a master's, for

@@ -8,7 +8,7 @@ import contextlib
 import os
 from collections import namedtuple
 
-from .commands import NAMED_NETNS_DIRS
+from ..commands import NAMED_NETNS_DIRS
 from .kernel import inside_netns, open_namespace_file
 
 NETLINK_ROUTE, RTM_NEWNSID, RTM_GETNSID, NLM_F_REQUEST, NETNSA_NSID, NETNSA_FD = 0, 88, 90, 1, 1, 3

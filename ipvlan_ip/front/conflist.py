@@ -12,10 +12,10 @@ import json
 import os
 from pathlib import Path
 
-from .environment import CniEnv
-from .errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
-from .ipam import plugin_error
-from .versions import version_tuple
+from ..environment import CniEnv
+from ..errors import DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
+from ..ipam import plugin_error
+from ..versions import version_tuple
 
 DEFAULT_CACHE = "/var/lib/cni/results"
 
