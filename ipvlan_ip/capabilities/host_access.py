@@ -61,12 +61,13 @@ def lock_path(link: str) -> str:
     return f"{state.LOCKS}/{link}.lock"
 
 
+# Each attachment's routes, under the lock of the host's link they go through.
+LEDGER = state.Ledger(STATE, "hostAccess", lambda held: lock_path(held["link"]))
+record_path = LEDGER.path
+
+
 def network_dir(network: str) -> str:
     return state.network_dir(STATE, network)
-
-
-def record_path(network: str, container_id: str, ifname: str) -> str:
-    return state.record_path(STATE, network, container_id, ifname)
 
 
 def link_lines(master: str, mode: str, flag: str, exists: bool) -> tuple[str, ...]:
@@ -202,23 +203,21 @@ def require_address(run, master_read: dict, made_link: bool) -> None:
                    f"not answer it; give it one first (ip address add ADDRESS/PREFIX dev {master})")
 
 
-def record(run, network: str, container_id: str, ifname: str, master: str, container_ips: list[str],
-           neighbours: bool = False) -> None:
-    """What this attachment has, or is about to have, on the host."""
-    run.save_record(record_path(network, container_id, ifname),
-                    {"master": master, "link": link_name(master), "routes": [single(a) for a in container_ips],
-                     "neighbours": [a.split("/")[0] for a in container_ips] if neighbours else []})
+def record(run, path: str, master: str, container_ips: list[str], neighbours: bool = False) -> None:
+    """What the attachment whose record is at `path` has, or is about to have, on the host."""
+    run.save_record(path, {"master": master, "link": link_name(master), "routes": [single(a) for a in container_ips],
+                           "neighbours": [a.split("/")[0] for a in container_ips] if neighbours else []})
 
 
-def attach(run, network: str, container_id: str, ifname: str, master_read: dict, mode: str,
-           container_ips: list[str]) -> None:
+def attach(call: Call, master_read: dict, container_ips: list[str]) -> None:
     """Route the container's addresses through the host's link, once the
     container holds them. Recorded first, so that a crash halfway leaves
     nothing a DEL does not find; after a failure, the record keeps only
     what this call made, so that the rollback takes nothing of another's."""
-    master, mac = master_read["ifname"], master_read["address"] if mode == "l2" else ""
-    link, host_ips, own = link_name(master), host_addresses(master_read), record_path(network, container_id, ifname)
-    record(run, network, container_id, ifname, master, container_ips, neighbours=bool(mac))
+    run, own = call.run, LEDGER.of(call)
+    master, mac = master_read["ifname"], master_read["address"] if call.conf.mode == "l2" else ""
+    link, host_ips = link_name(master), host_addresses(master_read)
+    record(run, own, master, container_ips, neighbours=bool(mac))
     made: list[str] = []
     pending, stale = list(container_ips), frozenset[str]()
     failures: list = []
@@ -238,7 +237,7 @@ def attach(run, network: str, container_id: str, ifname: str, master_read: dict,
         if "File exists" not in failures[0].message or dst in stale or not _forget_stale(run, link, dst, own):
             break
         stale |= {dst}
-    record(run, network, container_id, ifname, master, made, neighbours=bool(mac))
+    record(run, own, master, made, neighbours=bool(mac))
     failure = failures[0]   # the loop ends early only on a failure
     if pending and "File exists" in failure.message:
         dst = single(pending[0])
@@ -256,19 +255,15 @@ def _forget_stale(run, link: str, dst: str, own: str) -> bool:
     lost it. Its DEL or GC would otherwise remove the route from under this
     one. Under the master's lock held exclusively, as detach reads and
     removes a record: that DEL then reads the record as it is after this."""
-    address, found = dst.split("/")[0], False
+    address = dst.split("/")[0]
     with run.exclusive(lock_path(link), create=True):
-        for name, held in run.load_records(STATE).items():
-            path = f"{STATE}/{name}"
-            if path != own and held.get("link") == link and dst in held.get("routes", []):
-                run.echo(f"# hostAccess: {dst} through {link} is left from {name}, whose link no longer has it")
-                run.save_record(path, {**held, "routes": [r for r in held["routes"] if r != dst],
-                                       "neighbours": [n for n in held["neighbours"] if n != address]})
-                found = True
-    return found
+        return bool(LEDGER.take_over(
+            run, own, lambda held: [dst] if held.get("link") == link and dst in held.get("routes", []) else [],
+            lambda held, _: {**held, "routes": [r for r in held["routes"] if r != dst],
+                             "neighbours": [n for n in held["neighbours"] if n != address]}))
 
 
-def detach(run, network: str, container_id: str, ifname: str) -> None:
+def detach(run, path: str) -> None:
     """Remove what attach added on the host (nothing, and no process, when
     nothing was recorded), under the master's lock held exclusively: the
     record is read again under it, since an ADD may have taken a route
@@ -276,30 +271,25 @@ def detach(run, network: str, container_id: str, ifname: str) -> None:
     last record that names it: idle, it would still hold the master's
     ipvlan mode (port.py) against every other network, and runtimes rarely
     call GC."""
-    path = record_path(network, container_id, ifname)
-    recorded = run.load_record(path)
-    if recorded is None:
-        return
-    with run.exclusive(lock_path(recorded["link"]), create=True):
-        recorded = run.load_record(path)
-        if recorded is None:
-            return
-        if recorded["routes"]:
-            run.run_batch_ok(unroute(recorded))
-        run.save_record(path, None)
-        if recorded["link"] not in _in_use(run):
-            remove_link(run, recorded["link"])
+    def undo(held: dict) -> None:
+        if held["routes"]:
+            run.run_batch_ok(unroute(held))
+
+    def then(held: dict) -> None:
+        if held["link"] not in LEDGER.in_use(run, "link"):
+            remove_link(run, held["link"])
+    LEDGER.detach(run, path, undo, then)
 
 
-def check(run, network: str, container_id: str, ifname: str, container_ips: list[str], mode: str,
-          neighbours_in_container: list) -> list[str]:
+def check(call: Call, container_ips: list[str], neighbours_in_container: list) -> list[str]:
     """Each way the host side differs from what ADD made: the host's link,
     its routes and (l2) neighbour entries to the container, and (l2) the
     container's neighbour entries for the host's addresses, as
     `ip -j neigh show dev IFNAME` in the container listed them."""
-    recorded = run.load_record(record_path(network, container_id, ifname))
+    run, conf, env = call
+    recorded = run.load_record(LEDGER.of(call))
     if recorded is None:
-        return [f"hostAccess: nothing is recorded for {container_id}:{ifname} in {network_dir(network)}"]
+        return [f"hostAccess: nothing is recorded for {env.container_id}:{env.ifname} in {network_dir(conf.name)}"]
     link = recorded["link"]
     try:
         (master,), (shown,), routes, neighbours = run.run_json(inspect_host(link, recorded["master"]))
@@ -314,7 +304,7 @@ def check(run, network: str, container_id: str, ifname: str, container_ips: list
         dst = single(address)
         if dst not in routed and dst.split("/")[0] not in routed:
             problems.append(f"hostAccess: the host has no route to {dst} through {link}")
-    if mode != "l2":
+    if conf.mode != "l2":
         return problems
     mac = master.get("address", "")
     for address in container_ips:
@@ -324,7 +314,7 @@ def check(run, network: str, container_id: str, ifname: str, container_ips: list
     families = {family(a) for a in container_ips}
     for host in host_addresses(master):
         if family(host) in families and not _permanent(neighbours_in_container, host.split("/")[0], mac):
-            problems.append(f"hostAccess: {ifname} has no permanent neighbour entry for the host's "
+            problems.append(f"hostAccess: {env.ifname} has no permanent neighbour entry for the host's "
                             f"{host.split('/')[0]} with {mac}")
     return problems
 
@@ -338,15 +328,14 @@ def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
     """GC: the records of this network's attachments that are not valid any
     more, and their routes; then each host link that no record names. Goes
     on past a step that fails; what failed is returned."""
-    failed = state.collect_gone(run, STATE, network, valid,
-                                lambda container_id, ifname: detach(run, network, container_id, ifname),
-                                "hostAccess: removing its host routes")
-    in_use = _in_use(run)
+    failed = LEDGER.collect(run, network, valid,
+                            lambda container_id, ifname: detach(run, record_path(network, container_id, ifname)))
+    in_use = LEDGER.in_use(run, "link")
     for link, interface in run.interfaces(None).items():
         if is_host_link(link) and interface.kind == "ipvlan" and link not in in_use:
             try:
                 with run.exclusive(lock_path(link), create=True):
-                    if link not in _in_use(run):     # an ADD may have claimed it meanwhile
+                    if link not in LEDGER.in_use(run, "link"):     # an ADD may have claimed it meanwhile
                         remove_link(run, link)
             except CniError as e:
                 failed.append(e.wrap(f"hostAccess: removing the host's link {link}"))
@@ -359,11 +348,6 @@ def remove_link(run, link: str) -> None:
     found = run.interfaces(None).get(link)
     if found is not None and found.kind == "ipvlan":
         run.delete_link(LinkDelete(f"remove the host's link {link}: no container uses it", link, found.index))
-
-
-def _in_use(run) -> set[str]:
-    """The host links that some attachment, of any network, recorded."""
-    return {record["link"] for record in run.load_records(STATE).values()}
 
 
 # ---------------------------------------------------------------- the capability
@@ -402,7 +386,7 @@ class HostAccess(Capability):
         def created(made_link: bool, master_read: dict) -> None:
             # Recorded before the lock goes, so that GC keeps the host's link.
             require_address(call.run, master_read, made_link)
-            record(call.run, conf.name, call.env.container_id, call.env.ifname, master, [])
+            record(call.run, LEDGER.of(call), master, [])
         return SharedLink(lock_path(link_name(master)), f"hostAccess: the host's link on {master!r}", claimed, created)
 
     def admit(self, call: Call, ips: list[str], master_read: dict) -> None:
@@ -415,14 +399,13 @@ class HostAccess(Capability):
     def attach(self, call: Call, master_read: dict, ips: list[str]) -> None:
         # Only now: the kernel lets one ipvlan link of a master hold an address,
         # so once the container holds its own, no live container's host route is in the way.
-        attach(call.run, call.conf.name, call.env.container_id, call.env.ifname, master_read, call.conf.mode, ips)
+        attach(call, master_read, ips)
 
     def detach(self, call: Call) -> None:
-        detach(call.run, call.conf.name, call.env.container_id, call.env.ifname)
+        detach(call.run, LEDGER.of(call))
 
     def check(self, call: Call, link: dict, ips: list[str], neighbours: list) -> list[str]:
-        return check(call.run, call.conf.name, call.env.container_id, call.env.ifname, ips, call.conf.mode,
-                     neighbours)
+        return check(call, ips, neighbours)
 
     def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
         return collect(run, network, valid)

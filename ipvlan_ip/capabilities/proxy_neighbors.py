@@ -50,8 +50,9 @@ def lock_path(master: str) -> str:
     return f"{state.LOCKS}/proxy-{master}.lock"
 
 
-def record_path(network: str, container_id: str, ifname: str) -> str:
-    return state.record_path(STATE, network, container_id, ifname)
+# Each attachment's proxy entries and routes through lo, under the lock of the master they answer on.
+LEDGER = state.Ledger(STATE, "proxyNeighbors", lambda held: lock_path(held["master"]))
+record_path = LEDGER.path
 
 
 def bare(address: str) -> str:
@@ -151,9 +152,13 @@ class ProxyNeighbors(Capability):
                            "forwarding changes)")
         # With hostAccess, its route through the host's link is the one that lets the kernel answer.
         routes = [] if conf.host_access else [routed(a) for a in ips if family(a) == 4]
-        own = record_path(conf.name, env.container_id, env.ifname)
+        own, addresses = LEDGER.of(call), [bare(a) for a in ips]
         with run.exclusive(lock_path(master), create=True):
-            stale = _take_over(run, master, [bare(a) for a in ips], own)
+            # Entries another attachment's record still lists are stale: this container holds the addresses now.
+            stale = LEDGER.take_over(
+                run, own, lambda held: [a for a in held["addresses"] if a in addresses] if held.get("master") == master
+                else [], lambda held, taken: {**held, "addresses": [a for a in held["addresses"] if a not in taken],
+                                              "routes": [r for r in held["routes"] if bare(r) not in taken]})
             held = {"master": master, "addresses": [bare(a) for a in ips], "routes": routes}
             run.save_record(own, held)
             lines = add_lines(master, ips, routes, frozenset(routed(a) for a in stale))
@@ -171,12 +176,11 @@ class ProxyNeighbors(Capability):
         raise CniError(LINK_FAILURE, f"proxyNeighbors: failed to `{failure.line}`: {failure.message}")
 
     def detach(self, call: Call) -> None:
-        _, conf, env = call
-        detach(call.run, record_path(conf.name, env.container_id, env.ifname))
+        detach(call.run, LEDGER.of(call))
 
     def check(self, call: Call, link: dict, ips: list[str], neighbours: list) -> list[str]:
         run, conf, env = call
-        held = run.load_record(record_path(conf.name, env.container_id, env.ifname))
+        held = run.load_record(LEDGER.of(call))
         if held is None:
             return [f"proxyNeighbors: nothing is recorded for {env.container_id}:{env.ifname}"]
         master = held["master"]
@@ -193,40 +197,13 @@ class ProxyNeighbors(Capability):
         return problems
 
     def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
-        return state.collect_gone(run, STATE, network, valid,
-                                  lambda container_id, ifname: detach(run, record_path(network, container_id, ifname)),
-                                  "proxyNeighbors: removing its proxy entries")
-
-
-def _take_over(run, master: str, addresses: list[str], own: str) -> list[str]:
-    """The addresses that another attachment's record on `master` still
-    lists: they are stale (this container holds them now), and that record
-    forgets them. Under the master's lock."""
-    taken = []
-    for name, held in run.load_records(STATE).items():
-        path = f"{STATE}/{name}"
-        stale = [a for a in held.get("addresses", []) if a in addresses]
-        if path == own or held.get("master") != master or not stale:
-            continue
-        run.echo(f"# proxyNeighbors: {', '.join(stale)} on {master} is left from {name}, whose link no longer has it")
-        run.save_record(path, {**held, "addresses": [a for a in held["addresses"] if a not in stale],
-                               "routes": [r for r in held["routes"] if bare(r) not in stale]})
-        taken += stale
-    return taken
+        return LEDGER.collect(run, network, valid,
+                              lambda container_id, ifname: detach(run, record_path(network, container_id, ifname)))
 
 
 def detach(run, path: str) -> None:
     """Take back what the record at `path` lists (no process when there is none), under the master's lock."""
-    held = run.load_record(path)
-    if held is None:
-        return
-    with run.exclusive(lock_path(held["master"]), create=True):
-        held = run.load_record(path)        # an ADD may have taken an address over meanwhile
-        if held is None:
-            return
-        if held["addresses"] or held["routes"]:
-            run.run_batch_ok(remove(held))
-        run.save_record(path, None)
+    LEDGER.detach(run, path, lambda held: (held["addresses"] or held["routes"]) and run.run_batch_ok(remove(held)))
 
 
 CAPABILITY = ProxyNeighbors()

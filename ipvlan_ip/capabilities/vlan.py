@@ -61,8 +61,9 @@ def lock_path(link: str) -> str:
     return f"{state.LOCKS}/vlan-{link}.lock"
 
 
-def record_path(network: str, container_id: str, ifname: str) -> str:
-    return state.record_path(STATE, network, container_id, ifname)
+# Each attachment's VLAN link, under the link's lock.
+LEDGER = state.Ledger(STATE, "vlan", lambda held: lock_path(held["link"]))
+record_path = LEDGER.path
 
 
 def legacy_path(link: str) -> str:
@@ -118,24 +119,17 @@ def refusal(name: str, problem: str) -> CniError:
                     "was allocated. Rename or remove it (ip link del dev NAME), or use another vlan or master")
 
 
-def record(run, network: str, container_id: str, ifname: str, master: str, vid: int) -> None:
-    """This attachment is on the VLAN link: before the batch runs, so that
-    a call killed halfway leaves nothing that DEL or GC does not find."""
-    run.save_record(record_path(network, container_id, ifname),
-                    {"master": master, "vlan": vid, "link": link_name(master, vid)})
+def record(run, path: str, master: str, vid: int) -> None:
+    """The attachment whose record is at `path` is on VLAN `vid`'s link: before the batch that makes its
+    ipvlan link, so that a call killed halfway leaves nothing that DEL or GC does not find."""
+    run.save_record(path, {"master": master, "vlan": vid, "link": link_name(master, vid)})
 
 
-def leave(run, network: str, container_id: str, ifname: str) -> None:
-    """This attachment is off its VLAN link (nothing, and no lock, when it
-    was on none); the link goes when the plugin made it and nothing uses
-    it any more."""
-    path = record_path(network, container_id, ifname)
-    held = run.load_record(path)
-    if held is None:
-        return
-    with run.exclusive(lock_path(held["link"]), create=True):
-        run.save_record(path, None)
-        _remove_if_unused(run, held["link"])
+def leave(run, path: str) -> None:
+    """The attachment whose record is at `path` is off its VLAN link
+    (nothing, and no lock, when it was on none); the link goes when the
+    plugin made it and nothing uses it any more."""
+    LEDGER.detach(run, path, then=lambda held: _remove_if_unused(run, held["link"]))
 
 
 def _remove_if_unused(run, link: str) -> None:
@@ -143,7 +137,7 @@ def _remove_if_unused(run, link: str) -> None:
     made it and nothing stands on it any more. Under its port lock too
     (port.py), held exclusively: a network that names the VLAN link as its
     master makes its first link there under that lock alone."""
-    if link in in_use(run):
+    if link in LEDGER.in_use(run, "link"):
         return
     with run.exclusive(port.lock_path(link), create=True, patience=state.TURN):
         _remove_unless_standing(run, link)
@@ -169,20 +163,14 @@ def _remove_unless_standing(run, link: str) -> None:
     run.save_record(legacy_path(link), None)
 
 
-def in_use(run) -> set[str]:
-    """The VLAN links some attachment, of any network, is recorded on."""
-    return {held["link"] for held in run.load_records(STATE).values()}
-
-
 def collect(run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
     """GC: this network's attachments that are not valid any more come off
     their VLAN links; then each link the plugin made that nothing uses goes.
     Goes on past a step that fails; what failed is returned."""
-    failed = state.collect_gone(run, STATE, network, valid,
-                                lambda container_id, ifname: leave(run, network, container_id, ifname),
-                                "vlan: taking it off its VLAN link")
+    failed = LEDGER.collect(run, network, valid,
+                            lambda container_id, ifname: leave(run, record_path(network, container_id, ifname)))
     made = {name for name, link in run.interfaces(None).items() if link.kind == "vlan" and link.alias == MADE}
-    for link in (made | set(run.load_records(LEGACY))) - in_use(run):
+    for link in (made | set(run.load_records(LEGACY))) - LEDGER.in_use(run, "link"):
         try:
             with run.exclusive(lock_path(link), create=True):
                 _remove_if_unused(run, link)
@@ -195,16 +183,18 @@ def read_link(name: str) -> Command:
     return Command(f"read the VLAN link {name}: VLAN id, parent, up", ("ip", "-j", "-d", "link", "show", "dev", name))
 
 
-def check(run, network: str, container_id: str, ifname: str, vid: int, container_link: dict) -> list[str]:
+def check(call: Call, container_link: dict) -> list[str]:
     """CHECK: the attachment is recorded on VLAN `vid`'s link, which is
     that VLAN on the master and up, and the container's ipvlan link (as
     `ip -j -d address show` read it in the container) is on it."""
-    held = run.load_record(record_path(network, container_id, ifname))
+    run, conf, env = call
+    vid, held = conf.vlan, run.load_record(LEDGER.of(call))
     if held is None:
-        return [f"vlan: nothing is recorded for {container_id}:{ifname} in {state.network_dir(STATE, network)}"]
+        return [f"vlan: nothing is recorded for {env.container_id}:{env.ifname} in "
+                f"{state.network_dir(STATE, conf.name)}"]
     name = held["link"]
     if held["vlan"] != vid:
-        return [f"vlan: {ifname} was attached to VLAN {held['vlan']} ({name}), and the config says {vid}"]
+        return [f"vlan: {env.ifname} was attached to VLAN {held['vlan']} ({name}), and the config says {vid}"]
     try:
         link = run.run_json(read_link(name))[0][0]
     except CniError as e:
@@ -214,7 +204,7 @@ def check(run, network: str, container_id: str, ifname: str, vid: int, container
         return [f"vlan: the host's interface {name} {problem}"]
     problems = [] if "UP" in link.get("flags", []) else [f"vlan: the VLAN link {name} is down"]
     if container_link.get("link_index") != link.get("ifindex"):
-        problems.append(f"vlan: {ifname} is not an ipvlan link on the VLAN link {name}")
+        problems.append(f"vlan: {env.ifname} is not an ipvlan link on the VLAN link {name}")
     return problems
 
 
@@ -250,7 +240,7 @@ class Vlan(Capability):
         return link_name(master, conf.vlan) if conf.vlan else master
 
     def shared_link(self, call: Call, master: str) -> SharedLink:
-        conf, env = call.conf, call.env
+        conf = call.conf
         name = link_name(master, conf.vlan)
 
         def lines(make: bool) -> CreateLines:
@@ -260,17 +250,16 @@ class Vlan(Capability):
         def claimed(make: bool) -> CreateLines | None:
             if claim(call.run, master, conf.vlan, make) is None:
                 return None
-            # Before the batch that makes the ipvlan link: record says why.
-            record(call.run, conf.name, env.container_id, env.ifname, master, conf.vlan)
+            record(call.run, LEDGER.of(call), master, conf.vlan)
             return lines(make)
         return SharedLink(lock_path(name), f"vlan: the VLAN link {name}", claimed, None)
 
     def detach(self, call: Call) -> None:
         # Whatever the config says now, the record says what the attachment is on.
-        leave(call.run, call.conf.name, call.env.container_id, call.env.ifname)
+        leave(call.run, LEDGER.of(call))
 
     def check(self, call: Call, link: dict, ips: list[str], neighbours: list) -> list[str]:
-        return check(call.run, call.conf.name, call.env.container_id, call.env.ifname, call.conf.vlan, link)
+        return check(call, link)
 
     def collect(self, run, network: str, valid: set[tuple[str, str]]) -> list[CniError]:
         return collect(run, network, valid)

@@ -13,6 +13,7 @@ import os
 import re
 import time
 import zlib
+from collections import namedtuple
 
 from ..errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 from .echo import Echo
@@ -183,21 +184,77 @@ def record_path(root: str, network: str, container_id: str, ifname: str) -> str:
     return f"{network_dir(root, network)}/{container_id}:{ifname}"
 
 
-def collect_gone(run, root: str, network: str, valid: set[tuple[str, str]], undo, what: str) -> list[CniError]:
-    """GC's first step for a kind of record kept per attachment under
-    `root`: undo(container_id, ifname) for each of this network's that is
-    not among the `valid` attachments. Goes on past one that fails; the
-    failures are returned."""
-    failed = []
-    for name in run.load_records(network_dir(root, network)):
-        container_id, _, ifname = name.partition(":")
-        if (container_id, ifname) not in valid:
-            run.echo(f"# {name} is not a valid attachment of {network}: {what}")
-            try:
-                undo(container_id, ifname)
-            except CniError as e:
-                failed.append(e.wrap(f"{what} for {name}"))
-    return failed
+class Ledger(namedtuple("Ledger", "root what lock")):
+    """One kind of host state kept per attachment: hostAccess's routes, a
+    VLAN link's users, proxyNeighbors' entries. Each attachment's record
+    lives under `root` (NETWORK/CONTAINERID:IFNAME) and names what it holds;
+    `lock(record)` is the lock that guards the host state it names, and
+    `what` the capability's key. A capability writes its record before it
+    acts, and trims it to what it made after a failure; the rules of
+    reading one back, taking an item over from another, removing one and
+    collecting the gone are written here once."""
+    __slots__ = ()
+
+    def path(self, network: str, container_id: str, ifname: str) -> str:
+        return record_path(self.root, network, container_id, ifname)
+
+    def of(self, call) -> str:
+        """The record of the attachment a call serves."""
+        return self.path(call.conf.name, call.env.container_id, call.env.ifname)
+
+    def in_use(self, run, field: str) -> set:
+        """What the records of every network name in `field` (a shared link, say)."""
+        return {held[field] for held in run.load_records(self.root).values()}
+
+    def take_over(self, run, own: str, claimed, forget) -> list:
+        """Under the lock the caller holds: the items that another
+        attachment's record still claims (`claimed(record)`) are this
+        attachment's now (the kernel gave it the address), and that record
+        forgets them (`forget(record, items)`), so that its DEL or GC takes
+        nothing from under this one. The items taken over."""
+        taken: list = []
+        for name, held in run.load_records(self.root).items():
+            path = f"{self.root}/{name}"
+            items = [] if path == own else claimed(held)
+            if items:
+                run.echo(f"# {self.what}: {', '.join(items)} is left from {name}, which no longer holds it")
+                run.save_record(path, forget(held, items))
+                taken += items
+        return taken
+
+    def detach(self, run, path: str, undo=None, then=None) -> None:
+        """Take back what the record at `path` lists (nothing, and no lock,
+        when there is none), under its lock: the record is read again under
+        it (another call may have taken an item over meanwhile), undo(record)
+        takes back what it lists, the record goes, and then(record) runs
+        (a shared link collected once no record names it)."""
+        held = run.load_record(path)
+        if held is None:
+            return
+        with run.exclusive(self.lock(held), create=True):
+            held = run.load_record(path)
+            if held is None:
+                return
+            if undo:
+                undo(held)
+            run.save_record(path, None)
+            if then:
+                then(held)
+
+    def collect(self, run, network: str, valid: set[tuple[str, str]], undo) -> list[CniError]:
+        """GC's first step: undo(container_id, ifname) for each record of
+        this network's that is not among the `valid` attachments. Goes on
+        past one that fails; the failures are returned."""
+        failed = []
+        for name in run.load_records(network_dir(self.root, network)):
+            container_id, _, ifname = name.partition(":")
+            if (container_id, ifname) not in valid:
+                run.echo(f"# {name} is not a valid attachment of {network}: {self.what} takes back what it recorded")
+                try:
+                    undo(container_id, ifname)
+                except CniError as e:
+                    failed.append(e.wrap(f"{self.what}: taking back what {name} recorded"))
+        return failed
 
 
 def make_dirs(path: str) -> None:

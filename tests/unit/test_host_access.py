@@ -8,8 +8,10 @@ import re
 
 import pytest
 
-from ipvlan_ip import commands
+from ipvlan_ip import commands, config
 from ipvlan_ip.capabilities import host_access
+from ipvlan_ip.capabilities.capability import Call
+from ipvlan_ip.environment import CniEnv
 from ipvlan_ip.errors import CniError
 from ipvlan_ip.front import plugin
 from ipvlan_ip.node.runner import BatchFailure
@@ -146,6 +148,12 @@ class Host:
 
 
 MASTER = {"ifname": "eth0", "address": "aa:bb:cc:dd:ee:ff", "addr_info": []}
+
+
+def call(host, mode: str) -> Call:
+    """The ADD of container `new`'s eth0 on network `net`, in `mode`."""
+    return Call(host, config.load({**GOOD, "name": "net", "mode": mode, "hostAccess": True}, b"", "ADD"),
+                CniEnv("ADD", "new", "/run/netns/new", "eth0"))
 LINK = host_access.link_name("eth0")
 OWN = host_access.record_path("net", "new", "eth0")
 
@@ -153,7 +161,7 @@ OWN = host_access.record_path("net", "new", "eth0")
 def test_a_route_of_another_master_stays_its_own_and_the_record_keeps_only_what_was_made():
     host = Host({"10.0.0.6/32": "ipvh00000000"}, {})
     with pytest.raises(CniError) as caught:
-        host_access.attach(host, "net", "new", "eth0", MASTER, "l3", ["10.0.0.5/24", "10.0.0.6/24", "10.0.0.7/24"])
+        host_access.attach(call(host, "l3"), MASTER, ["10.0.0.5/24", "10.0.0.6/24", "10.0.0.7/24"])
     assert "already has a route to 10.0.0.6/32" in caught.value.details
     assert host.routes == {"10.0.0.6/32": "ipvh00000000", "10.0.0.5/32": LINK}       # untouched; 10.0.0.7 not tried
     assert host.records[OWN]["routes"] == ["10.0.0.5/32"]                              # what a rollback removes
@@ -164,7 +172,7 @@ def test_a_stale_route_of_its_own_link_is_taken_over_and_its_old_record_lets_go(
     held = {"master": "eth0", "link": LINK, "routes": ["10.0.0.5/32", "10.0.0.9/32"],
             "neighbours": ["10.0.0.5", "10.0.0.9"]}
     host = Host({"10.0.0.5/32": LINK}, {stale: held})
-    host_access.attach(host, "net", "new", "eth0", MASTER, "l2", ["10.0.0.5/24"])
+    host_access.attach(call(host, "l2"), MASTER, ["10.0.0.5/24"])
     assert host.batches[-1][0] == f"route replace 10.0.0.5/32 dev {LINK}"
     assert host.records[OWN]["routes"] == ["10.0.0.5/32"] and host.records[OWN]["neighbours"] == ["10.0.0.5"]
     assert host.records[stale]["routes"] == ["10.0.0.9/32"] and host.records[stale]["neighbours"] == ["10.0.0.9"]
@@ -196,15 +204,15 @@ def test_another_attachments_record_is_only_written_under_the_lock_its_del_reads
     stale = f"{host_access.STATE}/net/gone:eth0"
     held = {"master": "eth0", "link": LINK, "routes": ["10.0.0.5/32"], "neighbours": ["10.0.0.5"]}
     host = Locking({"10.0.0.5/32": LINK}, {stale: dict(held)}, own=OWN)
-    host_access.attach(host, "net", "new", "eth0", MASTER, "l2", ["10.0.0.5/24"])     # takes the route over
+    host_access.attach(call(host, "l2"), MASTER, ["10.0.0.5/24"])     # takes the route over
     assert host.records[stale]["routes"] == []
     host.own = ""       # the old container's DEL: its record goes under the lock too
-    host_access.detach(host, "net", "gone", "eth0")
+    host_access.detach(host, host_access.record_path("net", "gone", "eth0"))
     assert stale not in host.records and host.routes == {"10.0.0.5/32": LINK}
 
 
 def test_a_route_of_its_own_link_that_no_record_claims_is_left_alone():
     host = Host({"10.0.0.5/32": LINK}, {})
     with pytest.raises(CniError):
-        host_access.attach(host, "net", "new", "eth0", MASTER, "l2", ["10.0.0.5/24"])
+        host_access.attach(call(host, "l2"), MASTER, ["10.0.0.5/24"])
     assert len(host.batches) == 1 and host.records[OWN]["routes"] == []

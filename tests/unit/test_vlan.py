@@ -133,34 +133,34 @@ def test_a_link_of_that_name_is_used_when_it_is_that_vlan_and_refused_when_it_is
 def test_the_last_attachment_off_a_link_the_plugin_made_removes_it_and_no_other_does(records):
     node = Node({"eth0.20": (20, "eth0", 9, True)}, {})
     for cid in ("a", "b"):
-        vlan.record(node, "net1", cid, "eth0", "eth0", 20)
-    vlan.record(node, "net2", "c", "net1", "eth0", 20)     # another network on the same link
-    vlan.leave(node, "net1", "a", "eth0")
-    vlan.leave(node, "net1", "b", "eth0")
-    assert node.deleted == [] and vlan.in_use(node) == {"eth0.20"}
-    vlan.leave(node, "net2", "c", "net1")
+        vlan.record(node, vlan.record_path("net1", cid, "eth0"), "eth0", 20)
+    vlan.record(node, vlan.record_path("net2", "c", "net1"), "eth0", 20)     # another network on the same link
+    vlan.leave(node, vlan.record_path("net1", "a", "eth0"))
+    vlan.leave(node, vlan.record_path("net1", "b", "eth0"))
+    assert node.deleted == [] and vlan.LEDGER.in_use(node, "link") == {"eth0.20"}
+    vlan.leave(node, vlan.record_path("net2", "c", "net1"))
     assert node.deleted == ["eth0.20"]
-    vlan.leave(node, "net2", "c", "net1")       # a DEL repeated: nothing recorded, nothing done
+    vlan.leave(node, vlan.record_path("net2", "c", "net1"))       # a DEL repeated: nothing recorded, nothing done
     assert node.deleted == ["eth0.20"]
 
 
 def test_a_link_the_node_owner_made_or_one_made_anew_by_someone_else_is_never_removed(records):
     node = Node({"eth0.20": (20, "eth0", 5, False), "eth0.30": (30, "eth0", 12, False)}, {})
-    vlan.record(node, "net", "a", "eth0", "eth0", 20)
-    vlan.leave(node, "net", "a", "eth0")
+    vlan.record(node, vlan.record_path("net", "a", "eth0"), "eth0", 20)
+    vlan.leave(node, vlan.record_path("net", "a", "eth0"))
     # An earlier version recorded that it made eth0.30 as ifindex 11; that one went with its master, and the
     # owner made index 12.
     node.save_record(vlan.legacy_path("eth0.30"), {"master": "eth0", "vlan": 30, "ifindex": 11})
-    vlan.record(node, "net", "b", "eth0", "eth0", 30)
-    vlan.leave(node, "net", "b", "eth0")
+    vlan.record(node, vlan.record_path("net", "b", "eth0"), "eth0", 30)
+    vlan.leave(node, vlan.record_path("net", "b", "eth0"))
     assert node.deleted == [] and node.load_records(vlan.LEGACY) == {}
 
 
 def test_a_link_the_plugin_made_stays_while_anything_else_stands_on_it(records):
     on_it = Link(3, "eth0", "macvlan", "", "", 9, None, "", "", 0)     # another plugin's, in some netns
     node = Node({"eth0.20": (20, "eth0", 9, True)}, {}, standing=(on_it,))
-    vlan.record(node, "net", "a", "eth0", "eth0", 20)
-    vlan.leave(node, "net", "a", "eth0")
+    vlan.record(node, vlan.record_path("net", "a", "eth0"), "eth0", 20)
+    vlan.leave(node, vlan.record_path("net", "a", "eth0"))
     assert node.deleted == []
     node.standing = ()
     assert vlan.collect(node, "net", set()) == [] and node.deleted == ["eth0.20"]
@@ -168,15 +168,15 @@ def test_a_link_the_plugin_made_stays_while_anything_else_stands_on_it(records):
 
 def test_gc_takes_attachments_that_are_gone_off_their_link_and_then_removes_it(records):
     node = Node({"eth0.20": (20, "eth0", 9, True)}, {})
-    vlan.record(node, "net", "gone", "eth0", "eth0", 20)
-    vlan.record(node, "net", "live", "eth0", "eth0", 20)
+    vlan.record(node, vlan.record_path("net", "gone", "eth0"), "eth0", 20)
+    vlan.record(node, vlan.record_path("net", "live", "eth0"), "eth0", 20)
     assert vlan.collect(node, "net", {("live", "eth0")}) == [] and node.deleted == []
     assert vlan.collect(node, "net", set()) == [] and node.deleted == ["eth0.20"]
 
 
 def test_del_for_a_config_that_no_longer_says_vlan_still_takes_the_attachment_off(records):
     node = Node({"eth0.20": (20, "eth0", 9, True)}, {})
-    vlan.record(node, "n", "c1", "eth0", "eth0", 20)
+    vlan.record(node, vlan.record_path("n", "c1", "eth0"), "eth0", 20)
     out = io.StringIO()
     env = {**ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": ""}
     conf = {k: v for k, v in GOOD.items() if k != "ipam"}
