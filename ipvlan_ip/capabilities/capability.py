@@ -19,8 +19,8 @@ What each hook adds to:
   - GC: `collect`, what attachments that are gone left behind.
 
 A capability that adds state on the host records it under /run/ipvlan-ip
-(state.py), before it adds it, so that a call killed at any point leaves
-nothing that DEL or GC cannot find. dhcp is not a capability: it is a kind
+on a state.Ledger of its own, before it adds it, so that a call killed at
+any point leaves nothing that DEL or GC cannot find. dhcp is not a capability: it is a kind
 of IPAM, and lives in operations' address step (dhcp.py).
 """
 from __future__ import annotations
