@@ -48,7 +48,7 @@ CHOSEN = [
     # proxyNeighbors' batches (routes, `neigh replace proxy`, and DEL's) and the default accept_ra 0
     "tests/kernel/test_lan_view.py::test_sigkill_during_a_proxied_add_leaves_nothing_that_del_does_not_remove[3]",
 ]
-CHOSEN_COUNT = 22      # CHOSEN as pytest counts it (parameters expanded): all must run
+CHOSEN_COUNT = 23      # CHOSEN as pytest counts it (parameters expanded): all must run
 EXPECTED = {"bullseye": ("Python 3.9.", "iproute2-5.9"), "trixie": ("Python 3.13.", "iproute2-6.")}
 
 
