@@ -39,20 +39,23 @@ FLOOR = ["/usr/bin/python3", "-I", "-S", str(REPO / "bench" / "floor.py")]
 PLUGINS = {"ipvlan-ip": [OURS], "go ipvlan": [GO],
            "floor, 2 ip": [*FLOOR, "--ip-processes", "2"], "floor, 3 ip": [*FLOOR, "--ip-processes", "3"],
            "ipvlan-ip hostAccess": [OURS], "ipvlan-ip vlan": [OURS], "ipvlan-ip vlan, made": [OURS],
-           "ipvlan-ip ipv6.slaac": [OURS], "ipvlan-ip l3s": [OURS], "ipvlan-ip l3s proxyNeighbors": [OURS]}
+           "ipvlan-ip ipv6.slaac": [OURS], "ipvlan-ip l3s": [OURS], "ipvlan-ip l3s proxyNeighbors": [OURS],
+           "ipvlan-ip hostAccess serviceCIDRs": [OURS]}
 # The same plugin, with an opt-in on. "vlan": the VLAN link is in use by another container, as where
 # pods share a tagged network; "vlan, made": each ADD makes it and each DEL removes it (its only user).
 SETTINGS = {"ipvlan-ip hostAccess": {"hostAccess": True}, "ipvlan-ip vlan": {"vlan": 20},
             "ipvlan-ip vlan, made": {"vlan": 30}, "ipvlan-ip ipv6.slaac": {"ipv6": {"slaac": True}},
-            "ipvlan-ip l3s": {"mode": "l3s"}, "ipvlan-ip l3s proxyNeighbors": {"mode": "l3s", "proxyNeighbors": True}}
+            "ipvlan-ip l3s": {"mode": "l3s"}, "ipvlan-ip l3s proxyNeighbors": {"mode": "l3s", "proxyNeighbors": True},
+            "ipvlan-ip hostAccess serviceCIDRs": {"hostAccess": True, "serviceCIDRs": ["10.96.0.0/12"]}}
 # A master carries one mode: the l3s ones get a master of their own, which forwards (proxyNeighbors needs it).
 L3S = ("ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors")
 # Each key's cost: the call with it against the same call without it.
 KEYED = {"ipvlan-ip vlan": "ipvlan-ip", "ipvlan-ip vlan, made": "ipvlan-ip", "ipvlan-ip hostAccess": "ipvlan-ip",
-         "ipvlan-ip ipv6.slaac": "ipvlan-ip", "ipvlan-ip l3s proxyNeighbors": "ipvlan-ip l3s"}
+         "ipvlan-ip ipv6.slaac": "ipvlan-ip", "ipvlan-ip l3s proxyNeighbors": "ipvlan-ip l3s",
+         "ipvlan-ip hostAccess serviceCIDRs": "ipvlan-ip hostAccess"}
 HELD = ("ipvlan-ip vlan",)       # a container attached for the whole run keeps its VLAN link
 COUNTED = ("ipvlan-ip", "go ipvlan", "ipvlan-ip hostAccess", "ipvlan-ip vlan", "ipvlan-ip vlan, made",
-           "ipvlan-ip ipv6.slaac", "ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors")
+           "ipvlan-ip ipv6.slaac", "ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors", "ipvlan-ip hostAccess serviceCIDRs")
 LINKS_TEST = ("ipvlan-ip", "go ipvlan")
 
 

@@ -16,8 +16,8 @@ DEFAULT_TIMEOUT = 30.0
 
 class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu link_in_container host_access "
                                     "ipam_type ipam dns prev_result debug log_file timeout stdin refused vlan "
-                                    "proxy_neighbors slaac",
-                                    defaults=("", 0, False, False))):
+                                    "proxy_neighbors slaac service_cidrs",
+                                    defaults=("", 0, False, False, ()))):
     """The config as the plugin uses it. `master` "" means: from prevResult,
     else the default-route interface; `flag` "" the kernel's default (bridge);
     `mtu` 0 the kernel's choice; `ipam_type` "" no IPAM (addresses come from
@@ -25,8 +25,8 @@ class NetConf(namedtuple("NetConf", "cni_version name type master mode flag mtu 
     `stdin` goes unchanged to the IPAM plugin; `refused` is why ADD would
     refuse a config that DEL or GC still reads (see load); `vlan` 0 means
     none, else the master's VLAN sub-interface carries the links (vlan.py);
-    `proxy_neighbors` and `slaac` are proxyNeighbors and ipv6.slaac
-    (proxy_neighbors.py, slaac.py). A namedtuple, as in commands.py,
+    `proxy_neighbors`, `slaac` and `service_cidrs` are proxyNeighbors,
+    ipv6.slaac and serviceCIDRs (capabilities/). A namedtuple, as in commands.py,
     to keep dataclasses' import off every call."""
     __slots__ = ()
 
@@ -111,6 +111,7 @@ def load(data, stdin: bytes, command: str) -> NetConf:
         vlan=int(data.get("vlan", 0)),
         proxy_neighbors=data.get("proxyNeighbors", False),
         slaac=(data.get("ipv6") or {}).get("slaac", False),
+        service_cidrs=tuple(data.get("serviceCIDRs") or ()),
     )
 
 

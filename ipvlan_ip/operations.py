@@ -44,11 +44,11 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
         ips = [ipc["address"] for ipc in addressing.ips]
         for capability in made.capabilities:
             capability.admit(call, ips, made.master_read)
-        on_link: list[str] = []
+        added: list[dict] = []
         extra: list[str] = []
         for capability in made.capabilities:
             routes, lines = capability.container_lines(call, ips, made.master_read)
-            on_link += routes
+            added += routes
             extra += lines
         mac = _configure(call, spec, target, addressing, made, tuple(extra))
         for capability in made.capabilities:
@@ -61,7 +61,7 @@ def add(conf: NetConf, env: CniEnv, run) -> dict:
     return {
         "interfaces": [{"name": env.ifname, "mac": mac, "sandbox": env.netns}],
         "ips": [{**ipc, "interface": 0} for ipc in addressing.ips],
-        "routes": [*addressing.routes, *({"dst": dst} for dst in on_link)],
+        "routes": [*addressing.routes, *added],
         **({"dns": conf.dns} if conf.dns else {}),
     }
 

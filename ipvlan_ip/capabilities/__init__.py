@@ -3,10 +3,12 @@ shape each has: capability.py). A new capability is a module of its own
 with one line here."""
 from __future__ import annotations
 
-from . import host_access, proxy_neighbors, slaac, vlan
+from . import host_access, proxy_neighbors, service_cidrs, slaac, vlan
 
-# hostAccess before proxyNeighbors: its host route is the one the latter relies on where both are asked for.
-ALL = (host_access.CAPABILITY, proxy_neighbors.CAPABILITY, vlan.CAPABILITY, slaac.CAPABILITY)
+# hostAccess first: its routes are the ones serviceCIDRs' go by, and the one proxyNeighbors relies on where
+# both are asked for.
+ALL = (host_access.CAPABILITY, service_cidrs.CAPABILITY, proxy_neighbors.CAPABILITY, vlan.CAPABILITY,
+       slaac.CAPABILITY)
 
 
 def wanted(conf) -> list:

@@ -96,8 +96,9 @@ class Capability:
         """Refuse, before the container holds them, addresses whose routes this capability must not add on
         the host (a config, even a tenant's, must not take the node's own traffic)."""
 
-    def container_lines(self, call: Call, ips: list[str], master_read: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The on-link routes the result gains, and the configure batch's lines."""
+    def container_lines(self, call: Call, ips: list[str],
+                        master_read: dict) -> tuple[tuple[dict, ...], tuple[str, ...]]:
+        """The routes the result gains (as a result lists them), and the configure batch's lines."""
         return (), ()
 
     def attach(self, call: Call, master_read: dict, ips: list[str]) -> None:

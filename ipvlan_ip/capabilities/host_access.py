@@ -394,7 +394,8 @@ class HostAccess(Capability):
 
     def container_lines(self, call: Call, ips: list[str], master_read: dict):
         mac = master_read["address"] if call.conf.mode == "l2" else ""
-        return toward_host(call.env.ifname, ips, host_addresses(master_read), mac)
+        on_link, lines = toward_host(call.env.ifname, ips, host_addresses(master_read), mac)
+        return tuple({"dst": dst} for dst in on_link), lines
 
     def attach(self, call: Call, master_read: dict, ips: list[str]) -> None:
         # Only now: the kernel lets one ipvlan link of a master hold an address,

@@ -32,9 +32,10 @@ API_VERSION = "1.0.0"
 # podman's option names, and the config keys they set: podman's own names where it has one; each
 # capability's as it declares it (capability.py).
 OPTIONS = {"parent": "master", "mode": "mode", "flag": "flag", "mtu": "mtu",
-           **{c.option: c.key for c in CAPABILITIES}, "timeout": "timeout", "debug": "debug", "log_file": "logFile"}
-NUMBERS = ("mtu", "metric", "timeout", *(c.option for c in CAPABILITIES if c.option_type is int))
-SWITCHES = ("debug", "no_default_route", *(c.option for c in CAPABILITIES if c.option_type is bool))
+           **{c.option: c.key for c in CAPABILITIES if c.option}, "timeout": "timeout", "debug": "debug",
+           "log_file": "logFile"}
+NUMBERS = ("mtu", "metric", "timeout", *(c.option for c in CAPABILITIES if c.option and c.option_type is int))
+SWITCHES = ("debug", "no_default_route", *(c.option for c in CAPABILITIES if c.option and c.option_type is bool))
 # podman's own options for every driver, which shape the routes podman's addresses come with, not the config.
 ROUTING = ("metric", "no_default_route")
 # The default routes' metric without -o metric: netavark's ipvlan and macvlan's, below its bridge's 100 so that

@@ -297,6 +297,8 @@ def _check_ours(run, where: str, conf: dict, bin_dirs: list[str], links: list[di
                 found.append(vlan_finding(conf, name, links))
             if conf.get("proxyNeighbors") and not refused:
                 found.append(proxy_finding(run, vlan.link_name(name, conf["vlan"]) if conf.get("vlan") else name))
+            if conf.get("serviceCIDRs") and not refused:
+                found.append(services_finding(run, name, conf["serviceCIDRs"]))
     ipam = conf.get("ipam") or {}
     if ipam.get("type"):
         found.append(plugin_finding(ipam["type"], _find(ipam["type"], bin_dirs), bin_dirs))
@@ -314,6 +316,25 @@ def proxy_finding(run, master: str) -> Finding:
                    f"({', '.join(missing)} unset; the IPv6 ones matter for IPv6 addresses only)",
                    f"sysctl -w {' '.join(missing)}, and the same in /etc/sysctl.d/ (docs/modes.md says what "
                    "forwarding changes)")
+
+
+def services_finding(run, master: str, cidrs: list) -> Finding:
+    """What the node must do for serviceCIDRs (service_cidrs.py): forward, and not drop the pods' requests on
+    the master by a strict reverse-path filter (they come in there, while the way back to the pod goes
+    through the host's link)."""
+    keys = ["net.ipv4.ip_forward"] + (["net.ipv6.conf.all.forwarding"] if any(":" in c for c in cidrs) else [])
+    unset = [f"{key}=1" for key in keys if run.host_sysctl(key.replace(".", "/")) != "1"]
+    strict = max(int(run.host_sysctl(f"net/ipv4/conf/{scope}/rp_filter") or 0) for scope in ("all", master)) == 1
+    on_master = f"net/ipv4/conf/{master}/rp_filter" if "." in master else f"net.ipv4.conf.{master}.rp_filter"
+    fixes = unset + ([f"net.ipv4.conf.all.rp_filter=2 {on_master}=2"] if strict else [])
+    if not fixes:
+        return ok("serviceCIDRs", "the node forwards, and its reverse-path filter on the master lets the pods' "
+                                  "requests in; a backend on another node also needs the pods' traffic masqueraded "
+                                  "(kube-proxy's clusterCIDR or masqueradeAll: docs/host-access.md)")
+    said = ((f"the node does not forward ({', '.join(unset)} unset)" if unset else "") +
+            ("; " if unset and strict else "") +
+            (f"a strict reverse-path filter on {master} drops the pods' requests to the node" if strict else ""))
+    return failure("serviceCIDRs", said, f"sysctl -w {' '.join(fixes)}, and the same in /etc/sysctl.d/")
 
 
 def _dhcp_finding(run, socket: str) -> Finding:

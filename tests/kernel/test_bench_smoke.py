@@ -16,7 +16,8 @@ def test_bench_smoke(tmp_path):
     figures = json.loads(out.read_text())
     assert set(figures["median"]) == {"ipvlan-ip", "go ipvlan", "floor, 2 ip", "floor, 3 ip", "ipvlan-ip hostAccess",
                                       "ipvlan-ip vlan", "ipvlan-ip vlan, made", "ipvlan-ip ipv6.slaac",
-                                      "ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors"}
+                                      "ipvlan-ip l3s", "ipvlan-ip l3s proxyNeighbors",
+                                      "ipvlan-ip hostAccess serviceCIDRs"}
     ours = figures["processes"]["ipvlan-ip"]
     assert ours["ADD"] == {"ip": 2, "IPAM": 1, "other": 0}
     assert ours["DEL"] == {"ip": 1, "IPAM": 1, "other": 0}
@@ -28,5 +29,7 @@ def test_bench_smoke(tmp_path):
     # ipv6.slaac: sysctls written in-process; l3s is l2's count.
     for name in ("ipvlan-ip vlan", "ipvlan-ip vlan, made", "ipvlan-ip ipv6.slaac", "ipvlan-ip l3s"):
         assert figures["processes"][name] == ours, name
+    # serviceCIDRs: its routes are lines of the configure batch: no process more than hostAccess's.
+    assert figures["processes"]["ipvlan-ip hostAccess serviceCIDRs"] == with_host
     # proxyNeighbors: its entries and route in one batch each way, one `ip` more per call.
     assert figures["processes"]["ipvlan-ip l3s proxyNeighbors"] == with_host
